@@ -6,8 +6,9 @@ on one (layer, map) per image. The loss of the batch is the sum of the per-image
 so one backward pass gives every image its own gradient; the gradient is normalized per
 image by its RMS before the step ``x ← x + η·g / (rms(g) + 1e-8)``. Weights never change.
 
-Images run in fixed-size chunks through one compiled ``tf.function`` per chunk shape; the
-last chunk is padded with zero-weight images, so nothing retraces.
+Images run in fixed-size chunks (a power of two up to ``chunk_size`` rows) through one
+compiled ``tf.function`` per chunk shape; the last chunk is padded with zero-weight images,
+so a shape is traced once and never again.
 """
 
 from __future__ import annotations
@@ -54,13 +55,21 @@ class Ascent:
         outputs = [model.get_layer(name).output for name in self.layers]
         self._features = keras.Model(model.inputs, outputs)
         self.n_maps = tuple(int(output.shape[-1]) for output in outputs)
-        image_spec = tf.TensorSpec([self.chunk_size, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)
-        weight_specs = tuple(tf.TensorSpec([self.chunk_size, n], tf.float32) for n in self.n_maps)
-        self._ascend_chunk = tf.function(
-            self._ascend_graph,
-            input_signature=[image_spec, weight_specs, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)],
-        )
-        self._loss_chunk = tf.function(self._losses_graph, input_signature=[image_spec, weight_specs])
+        self._compiled: dict[int, tuple] = {}  # chunk rows -> (ascend, losses) tf.functions
+
+    def _functions(self, n_rows: int) -> tuple:
+        """Compiled (ascend, losses) for a chunk shape: the smallest power of two ≥ n_rows,
+        capped at ``chunk_size``; each shape is traced once."""
+        rows = min(self.chunk_size, 1 << max(0, int(n_rows) - 1).bit_length())
+        if rows not in self._compiled:
+            image_spec = tf.TensorSpec([rows, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)
+            weight_specs = tuple(tf.TensorSpec([rows, n], tf.float32) for n in self.n_maps)
+            scalar_specs = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)]
+            self._compiled[rows] = (
+                tf.function(self._ascend_graph, input_signature=[image_spec, weight_specs, *scalar_specs]),
+                tf.function(self._losses_graph, input_signature=[image_spec, weight_specs]),
+            )
+        return rows, *self._compiled[rows]
 
     # ----- objectives -------------------------------------------------------------------
     def map_objective(self, layer: str, map_ids: np.ndarray) -> list[np.ndarray]:
@@ -89,7 +98,7 @@ class Ascent:
         return tf.add_n(per_layer)  # (chunk,)
 
     def _ascend_graph(self, images, weights, epochs, learning_rate):
-        history = tf.TensorArray(tf.float32, size=epochs + 1, element_shape=[self.chunk_size])
+        history = tf.TensorArray(tf.float32, size=epochs + 1, element_shape=images.shape[:1])
 
         def step(epoch, images, history):
             with tf.GradientTape() as tape:
@@ -108,15 +117,17 @@ class Ascent:
         return images, final_losses, history.write(epochs, final_losses).stack()
 
     # ----- public API -------------------------------------------------------------------
-    def _chunks(self, images: np.ndarray, weights: Sequence[np.ndarray]):
-        """Yield (start, stop, padded images (chunk, 28, 28, 1), padded weights)."""
+    def _chunks(self, images: np.ndarray, weights: Sequence[np.ndarray], want: int):
+        """Yield (start, stop, compiled function ``want`` (0 ascend, 1 losses), padded images
+        (rows, 28, 28, 1), padded weights); the last chunk is padded with zero weights."""
         n_images = len(images)
-        for start in range(0, n_images, self.chunk_size):
-            stop = min(start + self.chunk_size, n_images)
-            pad = self.chunk_size - (stop - start)
+        rows, *functions = self._functions(n_images)
+        for start in range(0, n_images, rows):
+            stop = min(start + rows, n_images)
+            pad = rows - (stop - start)
             chunk_images = np.pad(images[start:stop], ((0, pad), (0, 0), (0, 0)))[..., None]
-            chunk_weights = tuple(np.pad(w[start:stop], ((0, pad), (0, 0))) for w in weights)
-            yield start, stop, tf.constant(chunk_images, tf.float32), chunk_weights
+            chunk_weights = tuple(tf.constant(np.pad(w[start:stop], ((0, pad), (0, 0)))) for w in weights)
+            yield start, stop, functions[want], tf.constant(chunk_images, tf.float32), chunk_weights
 
     def _check(self, images: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
         images = np.asarray(images, np.float32)
@@ -132,8 +143,8 @@ class Ascent:
         """Objective values of images (N, 28, 28) without any step; float32 (N,)."""
         images = self._check(images, weights)
         out = np.empty(len(images), np.float32)
-        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights):
-            out[start:stop] = self._loss_chunk(chunk_images, chunk_weights).numpy()[: stop - start]
+        for start, stop, compute, chunk_images, chunk_weights in self._chunks(images, weights, 1):
+            out[start:stop] = compute(chunk_images, chunk_weights).numpy()[: stop - start]
         return out
 
     def run(
@@ -168,8 +179,8 @@ class Ascent:
             non_negative = np.all([np.all(w >= 0, axis=1) for w in weights], axis=0)
             active = np.flatnonzero(~non_negative | (self.losses(images, weights) != 0.0))
         active_weights = [w[active] for w in weights]
-        for start, stop, chunk_images, chunk_weights in self._chunks(images[active], active_weights):
-            final, losses, loss_history = self._ascend_chunk(
+        for start, stop, ascend, chunk_images, chunk_weights in self._chunks(images[active], active_weights, 0):
+            final, losses, loss_history = ascend(
                 chunk_images, chunk_weights, tf.constant(epochs, tf.int32), tf.constant(learning_rate, tf.float32)
             )
             rows = active[start:stop]

@@ -36,14 +36,15 @@ def upscale_bicubic(images: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 
 def random_multiscale_images(
     n_images: int,
-    seed: int,
+    seed: int | Sequence[int],
     grids: Sequence[int] = SCALE_GRIDS,
     amplitudes: Sequence[float] = SCALE_AMPLITUDES,
 ) -> np.ndarray:
     """Random starts with fluctuations on several length scales (algorithms.md §2).
 
     For each grid size g: uniform noise (N, g, g) in [0, 1), bicubically upscaled to 28×28,
-    times its amplitude; the sum is standardized per image. Returns float32 (N, 28, 28).
+    times its amplitude; the sum is standardized per image. ``seed``: an int or a sequence
+    of ints (e.g. (seed, map, restart)) for numpy's generator. Returns float32 (N, 28, 28).
     """
     if len(grids) != len(amplitudes):
         raise BadInput("need one amplitude per length scale")

@@ -1,0 +1,22 @@
+"""Import TensorFlow without the C++ start-up chatter it writes straight to file
+descriptor 2 (oneDNN and CUDA notices) before any log setting applies. Errors still
+raise as Python exceptions."""
+
+from __future__ import annotations
+
+import os
+
+
+def import_tensorflow_quietly() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved_stderr = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_physical_devices("GPU")  # probes CUDA (and says so) now
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)

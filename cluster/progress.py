@@ -1,0 +1,60 @@
+"""Progress of a running job, shown with rich on stderr: phase, shards done / total,
+items per second and ETA."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+
+class RateColumn(ProgressColumn):
+    """Work items per second (e.g. patterns/s), from rich's speed estimate."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "items")
+        return Text("—" if speed is None else f"{speed:,.0f} {unit}/s", style="progress.data.speed")
+
+
+class JobProgress:
+    """One bar per phase. ``advance`` is called once per finished shard."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True):
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[shards_done]}/{task.fields[shards_total]} shards"),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(compact=True),
+            console=self.console,
+            disable=not enabled,
+            speed_estimate_period=120,
+        )
+        self._task = None
+
+    def __enter__(self) -> "JobProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def start_phase(self, description: str, unit: str, total_items: int, total_shards: int, done_items: int, done_shards: int) -> None:
+        self._task = self._progress.add_task(
+            description, total=max(total_items, 1), completed=done_items, unit=unit,
+            shards_done=done_shards, shards_total=total_shards,
+        )
+        if total_items == 0:
+            self._progress.update(self._task, completed=1)
+
+    def advance(self, items: int) -> None:
+        task = self._progress.tasks[self._task]
+        self._progress.update(self._task, advance=items, shards_done=task.fields["shards_done"] + 1)
+
+    def log(self, message: str) -> None:
+        self.console.print(message)

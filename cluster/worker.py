@@ -1,0 +1,57 @@
+"""Ray workers: ``CNNWorker`` actors that hold the CNN, and a plain task for model-free shards."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+import ray
+
+from jobs.base import ModelSession
+
+
+class CNNWorker:
+    """Loads the CNN once and computes shards with it.
+
+    ``model_ref``: ``[ObjectRef of the model file's bytes]``, nested in a list so that the
+    actor fetches it itself, again after every restart (the driver keeps it alive).
+    ``num_cpus`` sets TensorFlow's thread pools; ``use_gpu`` turns on memory growth on the
+    GPU Ray assigned, and CPU-only actors see no GPU at all.
+    """
+
+    def __init__(self, model_ref: list, num_cpus: int, use_gpu: bool, chunk_size: int):
+        if not use_gpu:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        import tensorflow as tf
+
+        from cluster.model_file import load_model
+
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(num_cpus)))
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, int(num_cpus)))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "cnn.keras"
+            path.write_bytes(ray.get(model_ref[0]))
+            model, metadata = load_model(path)
+        self.session = ModelSession(model, metadata, chunk_size)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def compute(self, compute: Callable[[Any, Any], pa.Table], payload: Any) -> pa.Table:
+        return compute(self.session, payload)
+
+
+def remote_worker_class(max_task_retries: int = 3):
+    """The actor class: restarted forever after a crash, its in-flight tasks retried."""
+    return ray.remote(max_restarts=-1, max_task_retries=max_task_retries)(CNNWorker)
+
+
+@ray.remote(max_retries=3)
+def compute_task(compute: Callable[[Any, Any], pa.Table], shared: Any, payload: Any) -> pa.Table:
+    """A model-free shard (e.g. one KMeans fit) on data shared through the object store."""
+    return compute(shared, payload)
