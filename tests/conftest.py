@@ -1,0 +1,57 @@
+"""Shared fixtures: a small trained CNN and one local Ray (2 CPUs) for the whole session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    from core.data import load_dataset
+
+    return load_dataset("mnist-5k")
+
+
+@pytest.fixture(scope="session")
+def trained_model_path(tmp_path_factory, dataset):
+    """A CNN trained 4 epochs on the bundled digits (~93 % test accuracy), saved as .keras."""
+    from cluster.model_file import save_model
+    from core.model import TrainConfig, train_cnn
+
+    model, standardization, metrics = train_cnn(dataset, TrainConfig(epochs=4))
+    path = tmp_path_factory.mktemp("model") / "cnn.keras"
+    save_model(model, path, standardization, dataset.identity(), metrics)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_model_path):
+    """(keras model, metadata) of :func:`trained_model_path`."""
+    from cluster.model_file import load_model
+
+    return load_model(trained_model_path)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray with 2 CPUs, no dashboard, stopped after the session."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path):
+    """Run ``dreamctl ARGS`` in-process from a temp working dir and return its exit code
+    (read the output with pytest's ``capsys``)."""
+    from cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    return lambda *args: main([str(arg) for arg in args])
