@@ -20,12 +20,15 @@ MAX_PATTERNS = 20_000_000  # refuse pattern spaces larger than this
 
 
 def standardize_per_image(images: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> float32 (N, H, W) with mean 0 and std 1 per image (constant → zeros)."""
+    """(N, H, W) -> float32 (N, H, W) with mean 0 and std 1 per image.
+
+    An image that is constant up to float round-off (std ≤ 1e-6) becomes all zeros, instead
+    of its round-off noise blown up to unit variance."""
     images = np.asarray(images, dtype=np.float64)
     mean = images.mean(axis=(1, 2), keepdims=True)
     std = images.std(axis=(1, 2), keepdims=True)
     centered = images - mean
-    return np.divide(centered, std, out=np.zeros_like(centered), where=std > 1e-12).astype(np.float32)
+    return np.divide(centered, std, out=np.zeros_like(centered), where=std > 1e-6).astype(np.float32)
 
 
 def upscale_bicubic(images: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
