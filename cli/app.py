@@ -22,6 +22,9 @@ from cli.precursor import precursor  # noqa: E402
 from cli.train import train  # noqa: E402
 from core.errors import BadInput  # noqa: E402
 
+TYPER_INTERRUPTED = 130  # typer returns 130 after Ctrl-C (standalone_mode=False)
+INTERRUPTED_MESSAGE = "[yellow]interrupted: finished shards are saved; rerun the same command to resume"
+
 app = typer.Typer(
     name="dreamctl",
     help="Distributed batch experiments on an MNIST CNN: OIPs, precursor runs, deep dreams, KMeans sweeps.",
@@ -50,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         exit_code = app(args=argv, standalone_mode=False)
-    except typer.Exit as done:
-        return done.exit_code
     except typer.Abort:
-        err.print("[yellow]interrupted; finished shards are saved — rerun the same command to resume")
+        err.print(INTERRUPTED_MESSAGE)
         return EXIT_INTERRUPTED
     except UsageError as error:
         err.print(f"error: {error.format_message()}", markup=False, highlight=False, soft_wrap=True)
@@ -62,11 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted; finished shards are saved — rerun the same command to resume")
+        err.print(INTERRUPTED_MESSAGE)
         return EXIT_INTERRUPTED
     except JobFailed as error:
         err.print(f"job failed: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILED
+    if exit_code == TYPER_INTERRUPTED:
+        err.print(INTERRUPTED_MESSAGE)
+        return EXIT_INTERRUPTED
     return exit_code if isinstance(exit_code, int) else 0
 
 

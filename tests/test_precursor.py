@@ -1,0 +1,132 @@
+"""The precursor job end to end on a local Ray: schema, counts, top-N selection, resume,
+and an actor killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from cluster.store import read_run_metadata
+
+SMALL = ["precursor", "--maps", "3,7", "--grid", "2", "--test-epochs", "3", "--top", "2",
+         "--full-epochs", "20", "--patterns-per-shard", "20", "--actors", "2", "--chunk-size", "32"]
+N_PATTERNS = 3**4  # 2x2 grid, 3 levels
+
+
+def run_dir(tmp_path):
+    runs = [p for p in (tmp_path / "results" / "precursor").iterdir() if not p.is_symlink()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def read(folder, phase):
+    return pd.read_parquet(folder / phase).sort_values(["map", "pattern"] if phase == "scores" else ["map", "rank"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, trained_model_path, ray_local):
+    """One uninterrupted small run: (run dir, scores, oips)."""
+    from cli.app import main
+
+    folder = tmp_path_factory.mktemp("reference")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main([*SMALL, "--model", str(trained_model_path)]) == 0
+    finally:
+        os.chdir(cwd)
+    path = run_dir(folder)
+    return path, read(path, "scores"), read(path, "oips")
+
+
+def test_end_to_end_schema_counts_and_top_selection(reference, trained_model_path):
+    path, scores, oips = reference
+    assert (path / "_SUCCESS").exists() and (path / "_manifest.json").exists() and (path / "oips.png").exists()
+    assert (path.parent / "latest").resolve() == path.resolve()
+    assert list(scores.columns) == ["layer", "map", "pattern", "loss"]
+    assert len(scores) == 2 * N_PATTERNS
+    assert sorted(scores.groupby("map")["pattern"].nunique().to_dict().items()) == [(3, N_PATTERNS), (7, N_PATTERNS)]
+    assert list(oips.columns) == ["layer", "map", "rank", "pattern", "score", "loss", "alive", "image"]
+    assert len(oips) == 2 * 2
+    assert all(len(image) == 784 and image.dtype == np.float32 for image in oips["image"])
+    # phase-2 candidates are exactly the best phase-1 scores (ties: lower pattern index)
+    for map_id, group in scores.groupby("map"):
+        best = group.sort_values(["loss", "pattern"], ascending=[False, True]).head(2)
+        chosen = oips[oips["map"] == map_id].sort_values("rank")
+        assert chosen["pattern"].tolist() == best["pattern"].tolist()
+        np.testing.assert_allclose(chosen["score"], best["loss"])
+    assert (oips["alive"] == (oips["loss"] > 0)).all()
+    metadata = read_run_metadata(next((path / "oips").glob("part-*.parquet")))
+    assert metadata["params"]["grid"] == 2 and metadata["params"]["top"] == 2
+    assert metadata["data"]["name"] == "mnist-5k" and len(metadata["model_hash"]) == 16
+
+
+def test_interrupted_run_resumes_to_the_same_result(reference, trained_model_path, tmp_path, cli, monkeypatch, capsys):
+    import cluster.progress
+
+    _, scores, oips = reference
+    advance = cluster.progress.JobProgress.advance
+    calls = {"n": 0}
+
+    def interrupt_after_three(self, items):
+        advance(self, items)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cluster.progress.JobProgress, "advance", interrupt_after_three)
+    assert cli(*SMALL, "--model", trained_model_path) == 3
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    path = run_dir(tmp_path)
+    saved = sorted((path / "scores").iterdir())
+    assert len(saved) == 3 and all(p.name.startswith("part-") for p in saved)  # complete parts only
+    assert not (path / "_SUCCESS").exists()
+
+    monkeypatch.setattr(cluster.progress.JobProgress, "advance", advance)
+    assert cli(*SMALL, "--model", trained_model_path) == 0
+    assert "3 of 11 shards reused" in capsys.readouterr().out  # 10 scores shards + 1 oips shard
+    pd.testing.assert_frame_equal(read(path, "scores"), scores)
+    pd.testing.assert_frame_equal(read(path, "oips").drop(columns="image"), oips.drop(columns="image"))
+    np.testing.assert_allclose(np.stack(read(path, "oips")["image"]), np.stack(oips["image"]), atol=1e-5)
+
+    assert cli(*SMALL, "--model", trained_model_path, "--fresh") == 0
+    assert "reused" not in capsys.readouterr().out
+
+
+def test_killed_actor_loses_and_duplicates_nothing(reference, trained_model_path, tmp_path, cli, monkeypatch, capsys):
+    import ray
+
+    import cluster.scheduler
+
+    _, scores, oips = reference
+    pools = []
+    original_init = cluster.scheduler.ActorPool.__init__
+
+    def remember(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        pools.append(self)
+
+    write_part = cluster.scheduler.RunStore.write_part
+    killed = {}
+
+    def kill_after_first_part(self, phase, shard, table):
+        write_part(self, phase, shard, table)
+        if not killed:
+            pid = ray.get(pools[0].actors[0].pid.remote())
+            os.kill(pid, signal.SIGKILL)
+            killed["pid"] = pid
+
+    monkeypatch.setattr(cluster.scheduler.ActorPool, "__init__", remember)
+    monkeypatch.setattr(cluster.scheduler.RunStore, "write_part", kill_after_first_part)
+    assert cli(*SMALL, "--model", trained_model_path) == 0
+    assert killed
+    path = run_dir(tmp_path)
+    result = read(path, "scores")
+    assert not result.duplicated(["map", "pattern"]).any()
+    pd.testing.assert_frame_equal(result, scores)
+    pd.testing.assert_frame_equal(read(path, "oips").drop(columns="image"), oips.drop(columns="image"))
