@@ -14,8 +14,10 @@ from core.model import TrainConfig
 DEFAULTS = TrainConfig()
 
 
-def train_and_save(data_spec: str, model_path: Path, config: TrainConfig = DEFAULTS) -> dict:
-    """Load the data, train with a progress bar, save the model; return its metrics."""
+def train_and_save(data_spec: str, model_path: Path, config: TrainConfig | None = None) -> dict:
+    """Load the data, train with a progress bar (default settings unless ``config``), save
+    the model; return its metrics."""
+    config = config or DEFAULTS
     from cluster.model_file import save_model
     from core.data import load_dataset
     from core.model import train_cnn
