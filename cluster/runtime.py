@@ -42,9 +42,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         context = None
     elif address:
         try:
+            # No runtime_env here: under `ray job submit` it would replace the job's own.
             context = ray.init(
                 address=address,
-                runtime_env={"env_vars": WORKER_ENV},
                 logging_level=logging.WARNING,
                 log_to_driver=False,
             )
