@@ -130,3 +130,18 @@ def test_killed_actor_loses_and_duplicates_nothing(reference, trained_model_path
     assert not result.duplicated(["map", "pattern"]).any()
     pd.testing.assert_frame_equal(result, scores)
     pd.testing.assert_frame_equal(read(path, "oips").drop(columns="image"), oips.drop(columns="image"))
+
+
+def test_readme_pandas_example_runs_on_a_result(reference, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    path, _, oips = reference
+    monkeypatch.chdir(path.parents[2])  # the folder that holds results/
+    namespace: dict = {}
+    exec(example, namespace)
+    assert len(namespace["best"]) == oips["map"].nunique()
+    assert namespace["images"].shape == (oips["map"].nunique(), 28, 28)
+    assert "dead maps:" in capsys.readouterr().out
