@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli.options import parse_maps
+
 LAYOUTS = [  # (label, extra options)
     ("1 actor x 2 threads", ["--actors", "1", "--cpus-per-actor", "2"]),
     ("2 actors x 1 thread", ["--actors", "2", "--cpus-per-actor", "1"]),
@@ -30,7 +32,7 @@ def main() -> None:
     parser.add_argument("--maps", default="0-3")
     parser.add_argument("--model", default="models/cnn.keras")
     args = parser.parse_args()
-    n_maps = len(range(*[int(v) + i for i, v in enumerate(args.maps.split("-"))])) if "-" in args.maps else len(args.maps.split(","))
+    n_maps = len(parse_maps(args.maps, "conv3"))
     dreamctl = str(Path(sys.executable).with_name("dreamctl"))
     baseline = None
     for label, options in LAYOUTS:
