@@ -34,12 +34,11 @@ class ActorPool:
     """``n_actors`` CNNWorker actors, each with its own copy of the model."""
 
     def __init__(self, model_path: Path, n_actors: int, cpus_per_actor: float, gpus_per_actor: float, chunk_size: int):
-        model_ref = ray.put(Path(model_path).read_bytes())
-        self._model_ref = model_ref  # keeps the bytes alive for actor restarts
+        self._model = [ray.put(Path(model_path).read_bytes())]  # nested: actors fetch it themselves
         worker_class = remote_worker_class()
         self.actors = [
             worker_class.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(
-                [model_ref], max(1, round(cpus_per_actor)), gpus_per_actor > 0, chunk_size
+                max(1, round(cpus_per_actor)), gpus_per_actor > 0, chunk_size
             )
             for _ in range(n_actors)
         ]
@@ -53,7 +52,7 @@ class ActorPool:
         slot = min(range(len(self.actors)), key=self._load.__getitem__)
         self._load[slot] += 1
         method = self.actors[slot].compute.options(name=f"{phase.name}:{shard.shard_id}")
-        return method.remote(phase.compute, shard.payload), slot
+        return method.remote(phase.compute, shard.payload, self._model), slot
 
     def release(self, slot: int) -> None:
         self._load[slot] -= 1

@@ -14,35 +14,41 @@ from jobs.base import ModelSession
 
 
 class CNNWorker:
-    """Loads the CNN once and computes shards with it.
+    """Holds the CNN and computes shards with it.
 
-    ``model_ref``: ``[ObjectRef of the model file's bytes]``, nested in a list so that the
-    actor fetches it itself, again after every restart (the driver keeps it alive).
     ``num_cpus`` sets TensorFlow's thread pools; ``use_gpu`` turns on memory growth on the
-    GPU Ray assigned, and CPU-only actors see no GPU at all.
+    GPU Ray assigned, and CPU-only actors see no GPU at all. The model arrives with the
+    first shard as ``[ObjectRef of the model file's bytes]`` (nested, so only a reference
+    travels) and is loaded once per actor process, again after a restart.
     """
 
-    def __init__(self, model_ref: list, num_cpus: int, use_gpu: bool, chunk_size: int):
+    def __init__(self, num_cpus: int, use_gpu: bool, chunk_size: int):
         if not use_gpu:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         import tensorflow as tf
-
-        from cluster.model_file import load_model
 
         tf.config.threading.set_intra_op_parallelism_threads(max(1, int(num_cpus)))
         tf.config.threading.set_inter_op_parallelism_threads(max(1, int(num_cpus)))
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
+        self.chunk_size = chunk_size
+        self.session: ModelSession | None = None
+
+    def _load(self, model_ref: list) -> ModelSession:
+        from cluster.model_file import load_model
+
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "cnn.keras"
             path.write_bytes(ray.get(model_ref[0]))
             model, metadata = load_model(path)
-        self.session = ModelSession(model, metadata, chunk_size)
+        return ModelSession(model, metadata, self.chunk_size)
 
     def pid(self) -> int:
         return os.getpid()
 
-    def compute(self, compute: Callable[[Any, Any], pa.Table], payload: Any) -> pa.Table:
+    def compute(self, compute: Callable[[Any, Any], pa.Table], payload: Any, model_ref: list) -> pa.Table:
+        if self.session is None:
+            self.session = self._load(model_ref)
         return compute(self.session, payload)
 
 
