@@ -6,7 +6,7 @@ seeded by (seed, map, restart), so results do not depend on how the work was cut
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ class OipJob:
     name = "oip"
 
     def params(self) -> dict:
-        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+        return asdict(self)
 
     def phases(self) -> list:
         return [OipPhase(self)]

@@ -7,7 +7,7 @@ patterns of every map (by score; ties to the lower index) run for the full epoch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,7 @@ class PrecursorJob:
         return check_pattern_space(self.grid, self.levels)
 
     def params(self) -> dict:
-        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+        return asdict(self)
 
     def phases(self) -> list:
         return [ScoresPhase(self), OipsPhase(self)]
