@@ -39,6 +39,46 @@ class AscentResult:
     record_epochs: tuple[int, ...]
 
 
+def _needed_extent(layers: Sequence[keras.layers.Layer], output_size: int) -> int | None:
+    """Input size (from the top-left) that the last of ``layers`` actually reads to produce
+    ``output_size`` rows: valid convolutions and poolings drop trailing rows that a floor
+    division leaves over. None when a layer is of a kind this does not know."""
+    size = output_size
+    for layer in reversed(layers):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Conv2D) and config["padding"] == "valid" and config["dilation_rate"] == (1, 1):
+            (kernel, _), (stride, _) = config["kernel_size"], config["strides"]
+        elif isinstance(layer, keras.layers.MaxPooling2D) and config["padding"] == "valid":
+            (kernel, _), (stride, _) = config["pool_size"], config["strides"]
+        else:
+            return None
+        size = (size - 1) * stride + kernel
+    return size
+
+
+def _feature_model(model: keras.Model, layer_names: Sequence[str]) -> tuple[keras.Model, int]:
+    """A model from the input to the named layers' outputs, and the input extent it reads.
+
+    For conv3 of the dreamctl CNN only the top-left 26×26 pixels reach the layer (the 2×2
+    poolings drop the last row and column), so the model runs on that crop: the same
+    activations for about 17 % less work. Any other architecture keeps the full input.
+    """
+    image_size = int(model.input_shape[1])
+    deepest = max(model.layers.index(model.get_layer(name)) for name in layer_names)
+    chain = model.layers[: deepest + 1]
+    extents = [_needed_extent(chain[: chain.index(model.get_layer(name)) + 1],
+                              int(model.get_layer(name).output.shape[1])) for name in layer_names]
+    if None in extents or not all(isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)) for layer in chain):
+        return keras.Model(model.inputs, [model.get_layer(name).output for name in layer_names]), image_size
+    extent = min(image_size, max(extents))
+    inputs = keras.Input((extent, extent, int(model.input_shape[-1])))
+    outputs, x = {}, inputs
+    for layer in chain:
+        x = layer(x)
+        outputs[layer.name] = x
+    return keras.Model(inputs, [outputs[name] for name in layer_names]), extent
+
+
 class Ascent:
     """Gradient ascent on a trained CNN towards per-image objectives over ``layers``.
 
@@ -52,9 +92,8 @@ class Ascent:
             raise BadInput(f"unknown layer {unknown[0]!r}; the model has {', '.join(layer_names)}")
         self.layers = tuple(layers)
         self.chunk_size = int(chunk_size)
-        outputs = [model.get_layer(name).output for name in self.layers]
-        self._features = keras.Model(model.inputs, outputs)
-        self.n_maps = tuple(int(output.shape[-1]) for output in outputs)
+        self._features, self.input_extent = _feature_model(model, self.layers)
+        self.n_maps = tuple(int(output.shape[-1]) for output in self._features.outputs)
         self._compiled: dict[int, tuple] = {}  # chunk rows -> (ascend, losses) tf.functions
 
     def _functions(self, n_rows: int) -> tuple:
@@ -88,7 +127,8 @@ class Ascent:
 
     # ----- compiled graphs --------------------------------------------------------------
     def _losses_graph(self, images, weights):
-        features = self._features(images, training=False)
+        extent = self.input_extent  # pixels beyond it never reach the layers: their gradient is 0
+        features = self._features(images[:, :extent, :extent, :], training=False)
         if len(self.layers) == 1:
             features = [features]
         per_layer = [
