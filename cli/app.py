@@ -17,6 +17,7 @@ import typer  # noqa: E402
 from typer._click.exceptions import UsageError  # noqa: E402  (typer vendors click)
 
 from cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, GlobalOptions, err  # noqa: E402
+from cli.dream import dream  # noqa: E402
 from cli.oip import oip  # noqa: E402
 from cli.precursor import precursor  # noqa: E402
 from cli.train import train  # noqa: E402
@@ -45,6 +46,7 @@ def main_options(
 app.command()(train)
 app.command()(oip)
 app.command()(precursor)
+app.command()(dream)
 
 
 def main(argv: list[str] | None = None) -> int:

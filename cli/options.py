@@ -67,3 +67,44 @@ def parse_int_range(text: str, option: str) -> tuple[int, ...]:
     if not values:
         raise BadInput(f"{option}: the range {text!r} is empty")
     return values
+
+
+def parse_objective(text: str) -> tuple:
+    """'conv3:56=1.0,conv3:12=0.5,conv2=0.2' -> dream objective terms (core.dream.Term).
+
+    Each comma-separated term is LAYER[:MAP][=WEIGHT]: no map = the whole layer (the weight
+    spread equally over its maps), no weight = 1. A term may not repeat; not every weight may
+    be 0.
+    """
+    import math
+
+    from core.dream import Term
+
+    terms: list[Term] = []
+    seen: set[tuple[str, int | None]] = set()
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not part for part in parts):
+        raise BadInput(f"--objective: cannot read {text!r} (use e.g. 'conv3:56=1.0,conv3:12=0.5,conv2=0.2')")
+    for part in parts:
+        target, has_weight, weight_text = part.partition("=")
+        layer, has_map, map_text = target.strip().partition(":")
+        layer = layer.strip()
+        try:
+            weight = float(weight_text) if has_weight else 1.0
+            map_id = int(map_text) if has_map else None
+        except ValueError:
+            raise BadInput(f"--objective: cannot read the term {part!r} (use LAYER[:MAP][=WEIGHT], e.g. conv3:56=1.0)") from None
+        if not math.isfinite(weight):
+            raise BadInput(f"--objective: the weight of {part!r} is not a finite number")
+        if layer not in CONV_LAYERS:
+            raise BadInput(f"--objective: unknown layer {layer!r} in {part!r}: choose one of {', '.join(CONV_LAYERS)}")
+        n_maps = CONV_LAYERS[layer]
+        if map_id is not None and not 0 <= map_id < n_maps:
+            raise BadInput(f"--objective: map {map_id} is out of range: {layer} has maps 0-{n_maps - 1}")
+        if (layer, map_id) in seen:
+            raise BadInput(f"--objective: {target.strip()} appears twice")
+        seen.add((layer, map_id))
+        terms.append(Term(layer, map_id, weight))
+    if all(term.weight == 0 for term in terms):
+        raise BadInput("--objective: all weights are 0; give at least one term a non-zero weight")
+    return tuple(terms)
