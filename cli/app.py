@@ -18,6 +18,9 @@ from typer._click.exceptions import UsageError  # noqa: E402  (typer vendors cli
 
 from cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, GlobalOptions, err  # noqa: E402
 from cli.dream import dream  # noqa: E402
+from cli.experiment import app as experiment_app  # noqa: E402
+from cli.kmeans import app as kmeans_app  # noqa: E402
+from cli.mlp import app as mlp_app  # noqa: E402
 from cli.oip import oip  # noqa: E402
 from cli.precursor import precursor  # noqa: E402
 from cli.train import train  # noqa: E402
@@ -46,6 +49,9 @@ def main_options(
 app.command()(train)
 app.command()(oip)
 app.command()(precursor)
+app.add_typer(kmeans_app)
+app.add_typer(mlp_app)
+app.add_typer(experiment_app)
 app.command()(dream)
 
 
