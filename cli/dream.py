@@ -42,8 +42,10 @@ def dream(
     gpus_per_actor: GpusPerActor = 0.0,
     chunk_size: ChunkSize = 256,
 ) -> None:
-    """Deep dream: carve what maps of the CNN look for into a photo (single map, weighted
-    maps and layers, octaves, tiles, or every map). Exactly one of --map, --maps, --objective."""
+    """Deep dream: carve what the CNN's maps look for into a photo.
+
+    A single map, a weighted mix of maps and layers, octaves, tiles, or one dream per map.
+    Exactly one of --map, --maps, --objective."""
     from jobs.dream import DreamJob, load_image
 
     chosen = [name for name, value in (("--map", map_id), ("--maps", maps), ("--objective", objective)) if value is not None]
