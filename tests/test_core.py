@@ -165,7 +165,7 @@ def test_conv3_runs_on_the_pixels_it_reads_with_identical_activations(trained_mo
     assert ascent.input_extent == 26  # the 2x2 poolings never read the last two rows/columns
     assert Ascent(model, ["conv2"]).input_extent == 28
     images = random_multiscale_images(16, seed=4)
-    full = keras.Model(model.inputs, model.get_layer("conv3").output)(images[..., None]).numpy()
+    full = keras.Model(model.inputs, model.get_layer("conv3").output)([images[..., None]]).numpy()
     weights = ascent.map_objective("conv3", np.arange(16))
     np.testing.assert_allclose(ascent.losses(images, weights), full.mean(axis=(1, 2))[np.arange(16), np.arange(16)], rtol=1e-6)
     moved = ascent.run(images, weights, epochs=5).images
