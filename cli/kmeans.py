@@ -100,8 +100,10 @@ def sweep(
     for column in ("K", "inertia", "fit s", "CPU s", "passes", "silhouette", "± std"):
         table.add_column(column, justify="right")
     for row in frame.itertuples():
+        measured = row.silhouette_repeats > 0
         table.add_row(str(row.k), f"{row.inertia:,.6g}", f"{row.fit_seconds:.2f}", f"{row.fit_cpu_seconds:.2f}",
-                      str(row.n_iter), f"{row.silhouette_mean:.4f}", f"{row.silhouette_std:.4f}")
+                      str(row.n_iter), f"{row.silhouette_mean:.4f}" if measured else "off",
+                      ("exact" if row.silhouette_exact else f"{row.silhouette_std:.4f}") if measured else "")
     out.print(table)
     first = frame.iloc[0]
     if first["silhouette_repeats"] > 0:

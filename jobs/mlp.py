@@ -401,7 +401,7 @@ def training_curves(frame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     frame = frame.sort_values("epoch")
-    figure, (cost, accuracy, cpu) = plt.subplots(1, 3, figsize=(16, 4.3))
+    figure, (cost, accuracy, cpu) = plt.subplots(1, 3, figsize=(17, 4.5), layout="constrained")
     cost.plot(frame["epoch"], frame["loss"], label="loss (mean batch objective)")
     cost.set_yscale("log")
     cost.set_xlabel("epoch")
@@ -443,7 +443,7 @@ def comparison_plot(epochs, comparison, path: Path, title: str) -> Path:
     from jobs.figures import save_figure  # sets matplotlib's Agg backend first
     import matplotlib.pyplot as plt
 
-    figure, (by_epoch, by_cpu, speed) = plt.subplots(1, 3, figsize=(17, 4.6))
+    figure, (by_epoch, by_cpu, speed) = plt.subplots(1, 3, figsize=(17, 4.6), layout="constrained")
     targets = sorted(comparison["target"].unique())
     names = [REFERENCE] + sorted(n for n in epochs["config"].unique() if n != REFERENCE)
     top = max(targets)
