@@ -87,40 +87,6 @@ def n_clustered(data, fit_on: str) -> int:
     return len(data.x_train) + (len(data.x_test) if fit_on == "all" else 0)
 
 
-def run_in_process(job, out_dir: Path, data_identity: dict, fresh: bool, on_epoch):
-    """Compute a one-phase job's shards here, in this process, into the usual result store
-    (same run id, layout, resume and _SUCCESS as cluster.runner.run_job)."""
-    from cluster.runner import RunOutcome
-    from cluster.store import RunStore
-    from jobs.base import run_id
-
-    params = job.params()
-    rid = run_id(job.name, params, None, data_identity)
-    store = RunStore(out_dir, job.name, rid, {"params": params, "model_hash": None, "data": data_identity})
-    store.open(fresh)
-    outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
-    all_shards = {}
-    for phase in job.phases():
-        shards = phase.shards(outcome.tables)
-        all_shards[phase.name] = shards
-        store.write_manifest(all_shards, "running")
-        context = None
-        for shard in shards:
-            outcome.shards_total += 1
-            if store.is_done(phase.name, shard):
-                outcome.shards_reused += 1
-                continue
-            if context is None:
-                context = phase.shared()
-            store.write_part(phase.name, shard, phase.compute(context, shard.payload, on_epoch=on_epoch))
-        outcome.tables[phase.name] = store.read_phase(phase.name, shards, phase.schema)
-        outcome.phases.append(phase.name)
-    outcome.outputs = job.write_outputs(outcome.tables, store)
-    store.write_manifest(all_shards, "done")
-    store.mark_success()
-    return outcome
-
-
 def fmt(value: float) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
@@ -153,6 +119,7 @@ def train(
     cost/accuracy curves (PNG)."""
     from threadpoolctl import threadpool_limits
 
+    from cluster.runner import run_in_process
     from core.data import load_dataset
     from jobs.mlp import MLPTrainJob
 
@@ -184,7 +151,7 @@ def train(
             progress.update(task, completed=row["epoch"], status=status)
 
         with threadpool_limits(limits=threads):
-            outcome = run_in_process(job, out_dir, data.identity(), fresh, on_epoch)
+            outcome = run_in_process(job, out_dir, data.identity(), fresh, on_epoch=on_epoch)
         progress.update(task, completed=epochs)
 
     frame = outcome.tables["epochs"].to_pandas()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import pyarrow as pa
 
@@ -15,7 +15,7 @@ from cluster.runtime import RayInfo
 from cluster.scheduler import ActorPool, TaskPool, run_shards
 from cluster.store import RunStore
 from core.errors import BadInput
-from jobs.base import Phase, run_id
+from jobs.base import Phase, Shard, run_id
 
 
 class Job(Protocol):
@@ -58,6 +58,47 @@ class RunOutcome:
     phases: list[str] = field(default_factory=list)
 
 
+def run_phases(
+    job: Job,
+    out: Path,
+    progress: JobProgress,
+    execute: Callable[[Phase, list[Shard], RunStore], None],
+    model_path: Path | None,
+    data_identity: dict,
+    fresh: bool = False,
+) -> RunOutcome:
+    """The phase loop every job runs through: open the run's store (resuming finished
+    shards unless ``fresh``), let ``execute`` compute each phase's missing shards, read the
+    phase back, write the outputs, mark success."""
+    model_hash = file_hash(model_path) if model_path is not None else None
+    params = job.params()
+    rid = run_id(job.name, params, model_hash, data_identity)
+    store = RunStore(out, job.name, rid, {"params": params, "model_hash": model_hash, "data": data_identity})
+    store.open(fresh)
+    outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
+    all_shards = {}
+    for phase in job.phases():
+        shards = phase.shards(outcome.tables)
+        all_shards[phase.name] = shards
+        store.write_manifest(all_shards, "running")
+        pending = [shard for shard in shards if not store.is_done(phase.name, shard)]
+        done_items = sum(shard.n_items for shard in shards) - sum(shard.n_items for shard in pending)
+        outcome.shards_total += len(shards)
+        outcome.shards_reused += len(shards) - len(pending)
+        progress.start_phase(
+            f"{job.name}: {phase.name}", phase.unit, sum(s.n_items for s in shards),
+            len(shards), done_items, len(shards) - len(pending),
+        )
+        if pending:
+            execute(phase, pending, store)
+        outcome.tables[phase.name] = store.read_phase(phase.name, shards, phase.schema)
+        outcome.phases.append(phase.name)
+    outcome.outputs = job.write_outputs(outcome.tables, store)
+    store.write_manifest(all_shards, "done")
+    store.mark_success()
+    return outcome
+
+
 def run_job(
     job: Job,
     out: Path,
@@ -68,49 +109,38 @@ def run_job(
     data_identity: dict,
     fresh: bool = False,
 ) -> RunOutcome:
-    """Compute every phase of ``job`` (resuming finished shards unless ``fresh``)."""
-    model_hash = file_hash(model_path) if model_path is not None else None
-    params = job.params()
-    rid = run_id(job.name, params, model_hash, data_identity)
-    store = RunStore(out, job.name, rid, {"params": params, "model_hash": model_hash, "data": data_identity})
-    store.open(fresh)
-    outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
-    all_shards = {}
-    actor_pool = None
+    """Run ``job`` on Ray: CNN phases on ``CNNWorker`` actors, the others as plain tasks."""
+    actor_pools = []
+
+    def execute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
+        if phase.needs_model:
+            if model_path is None:
+                raise BadInput(f"{job.name}: phase {phase.name} needs a model")
+            if not actor_pools:
+                actor_pools.append(ActorPool(model_path, workers.n_actors(ray_info), workers.cpus_per_actor,
+                                             workers.gpus_per_actor, workers.chunk_size))
+            pool = actor_pools[0]
+        else:
+            pool = TaskPool(phase, max(1, int(ray_info.cpus)))
+        run_shards(pool, phase, pending, store, progress,
+                   on_retry=lambda shard, error: progress.log(
+                       f"[yellow]worker lost ({type(error).__name__}); retrying shard {shard.shard_id}"))
+
     try:
-        for phase in job.phases():
-            shards = phase.shards(outcome.tables)
-            all_shards[phase.name] = shards
-            store.write_manifest(all_shards, "running")
-            pending = [shard for shard in shards if not store.is_done(phase.name, shard)]
-            done_items = sum(shard.n_items for shard in shards) - sum(shard.n_items for shard in pending)
-            outcome.shards_total += len(shards)
-            outcome.shards_reused += len(shards) - len(pending)
-            progress.start_phase(
-                f"{job.name}: {phase.name}", phase.unit, sum(s.n_items for s in shards),
-                len(shards), done_items, len(shards) - len(pending),
-            )
-            if pending:
-                if phase.needs_model:
-                    if model_path is None:
-                        raise BadInput(f"{job.name}: phase {phase.name} needs a model")
-                    if actor_pool is None:
-                        actor_pool = ActorPool(
-                            model_path, workers.n_actors(ray_info), workers.cpus_per_actor,
-                            workers.gpus_per_actor, workers.chunk_size,
-                        )
-                    pool = actor_pool
-                else:
-                    pool = TaskPool(phase, max(1, int(ray_info.cpus)))
-                run_shards(pool, phase, pending, store, progress,
-                           on_retry=lambda shard, error: progress.log(
-                               f"[yellow]worker lost ({type(error).__name__}); retrying shard {shard.shard_id}"))
-            outcome.tables[phase.name] = store.read_phase(phase.name, shards, phase.schema)
-            outcome.phases.append(phase.name)
-        outcome.outputs = job.write_outputs(outcome.tables, store)
-        store.write_manifest(all_shards, "done")
-        store.mark_success()
+        return run_phases(job, out, progress, execute, model_path, data_identity, fresh)
     finally:
-        if actor_pool is not None:
-            actor_pool.shutdown()
-    return outcome
+        for pool in actor_pools:
+            pool.shutdown()
+
+
+def run_in_process(job: Job, out: Path, data_identity: dict, fresh: bool = False, **compute_options) -> RunOutcome:
+    """Run a model-free ``job`` here, shard after shard, without Ray (same store, resume and
+    success mark as :func:`run_job`); ``compute_options`` go to every ``phase.compute``
+    (e.g. a per-epoch callback for a progress bar)."""
+
+    def execute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
+        context = phase.shared()
+        for shard in pending:
+            store.write_part(phase.name, shard, phase.compute(context, shard.payload, **compute_options))
+
+    return run_phases(job, out, JobProgress(enabled=False), execute, None, data_identity, fresh)
