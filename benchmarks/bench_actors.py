@@ -1,10 +1,10 @@
 """How to split 2 CPUs: phase 1 of the precursor through Ray with different actor layouts.
 
-Runs `dreamctl precursor` (4 maps × 19,683 patterns × 10 epochs, no phase 2) as a
+Runs `dreamctl precursor` (--maps × 19,683 patterns × 10 epochs, no phase 2) as a
 subprocess for each layout, --repeats times, fresh each time, and reports the median wall
 time and patterns per second; ratios are to the first layout, measured in the same run.
 
-    .venv/bin/python benchmarks/bench_actors.py [--repeats 3] [--maps 0-3]
+    .venv/bin/python benchmarks/bench_actors.py [--repeats 3] [--maps 0-1]
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from cli.options import parse_maps
 LAYOUTS = [  # (label, extra options)
     ("1 actor x 2 threads", ["--actors", "1", "--cpus-per-actor", "2"]),
     ("2 actors x 1 thread", ["--actors", "2", "--cpus-per-actor", "1"]),
-    ("2 actors x 1 thread, chunk 128", ["--actors", "2", "--cpus-per-actor", "1", "--chunk-size", "128"]),
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--maps", default="0-3")
+    parser.add_argument("--maps", default="0-1")
     parser.add_argument("--model", default="models/cnn.keras")
     args = parser.parse_args()
     n_maps = len(parse_maps(args.maps, "conv3"))
