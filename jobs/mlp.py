@@ -44,18 +44,18 @@ class MLPSettings:
     the seed's Lambda2 · K / 784 (False: lambda2 as given).
     """
 
-    hidden: tuple[int, ...] = (70, 30)
-    lambda2: float = 0.2
+    hidden: tuple[int, ...] = MLPConfig.layer_sizes[1:-1]
+    lambda2: float = MLPConfig.lambda2
     scale_lambda2: bool = True
-    learning_rate: float = 0.001
-    lr_decrease: float = 1e-5
-    momentum: float = 5e-5
-    batch_size: int = 500
-    epochs: int = 600
-    init_range: float = 2.0
-    eval_every: int = 1
-    seed: int = 0
-    dtype: str = "float32"
+    learning_rate: float = MLPConfig.learning_rate
+    lr_decrease: float = MLPConfig.lr_decrease
+    momentum: float = MLPConfig.momentum
+    batch_size: int = MLPConfig.batch_size
+    epochs: int = MLPConfig.epochs
+    init_range: float = MLPConfig.init_range
+    eval_every: int = MLPConfig.eval_every
+    seed: int = MLPConfig.seed
+    dtype: str = np.dtype(MLPConfig.dtype).name
 
     def lambda2_for(self, n_inputs: int, n_pixels: int) -> float:
         if self.scale_lambda2 and n_inputs != n_pixels:
