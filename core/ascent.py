@@ -5,10 +5,26 @@ mean of each map's post-ReLU activation. An OIP run is the special case of one w
 on one (layer, map) per image. The loss of the batch is the sum of the per-image losses,
 so one backward pass gives every image its own gradient; the gradient is normalized per
 image by its RMS before the step ``x ← x + η·g / (rms(g) + 1e-8)``. Weights never change.
+The step is memoryless: running e₁ steps and then e₂ more from the images reached is the
+same computation as running e₁ + e₂ steps (bit for bit on CPU, whatever the batch).
 
 Images run in fixed-size chunks (a power of two up to ``chunk_size`` rows) through one
 compiled ``tf.function`` per chunk shape; the last chunk is padded with zero-weight images,
 so a shape is traced once and never again.
+
+Three options on top of the plain ascent:
+
+- **Warm-up** (issue 13): for its first W steps image i follows the gradient of a surrogate
+  of its objective, then the post-ReLU objective. ``"pre_relu"``: the spatial mean of the
+  pre-activation (convolution + bias, before the ReLU) of the objective's layers;
+  ``"leaky_relu"``: the post-ReLU objective with the objective layers' ReLU gradient
+  replaced by a leaky one (slope ``LEAKY_SLOPE`` below 0). A map that is off at every
+  position (post-ReLU 0, zero gradient: a "dead" start) gets a direction from either.
+  Losses and histories always report the post-ReLU objective. W = 0 is the plain ascent.
+- **Single-map slicing**: when every image targets the same map of the ascent's one layer,
+  that layer computes only this map (its kernel and bias sliced to one output channel).
+- **Successive halving** (issue 12, :meth:`Ascent.run_pruned`): all starts run a few steps,
+  only the best continue; the survivors end exactly as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -20,12 +36,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.errors import BadInput
+from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE
 
 LEARNING_RATE = 0.05  # η, in units of the standardized pixel values
 RMS_EPSILON = 1e-8
 CHUNK_SIZE = 256
+WARMUP_KINDS = ("pre_relu", "leaky_relu")
+LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
+# Successive halving of the precursor's phase 1 (steps, starts kept per map and call), chosen
+# by benchmarks/bench_precursor.py on 16 maps (docs/PERFORMANCE.md, "Pruned phase 1").
+PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((2, 1024), (5, 128))
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,31 @@ class AscentResult:
     losses: np.ndarray
     history: np.ndarray
     record_epochs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PrunedResult:
+    """Outcome of :meth:`Ascent.run_pruned` for N starts.
+
+    images: float32 (N, 28, 28), each start's image at the step it reached;
+    losses: float32 (N,), its loss at that step;
+    epochs_reached: int32 (N,), that step: ``epochs`` for the survivors of every cut and for
+    frozen starts (loss exactly 0 at step 0: they never move, so 0 is their exact loss
+    after ``epochs``), the step of the cut that dropped it otherwise;
+    image_steps: ascent steps computed in all (the work; an exhaustive run does
+    (live starts) × epochs).
+    """
+
+    images: np.ndarray
+    losses: np.ndarray
+    epochs_reached: np.ndarray
+    image_steps: int
+
+    def ranking(self) -> np.ndarray:
+        """Start indices, best first: the ones that reached the furthest step first, then
+        by loss (descending), ties to the lower index. A start dropped at step 2 never
+        outranks one that ran to the end, whatever their losses."""
+        return np.lexsort((np.arange(len(self.losses)), -self.losses, -self.epochs_reached))
 
 
 def _needed_extent(layers: Sequence[keras.layers.Layer], output_size: int) -> int | None:
@@ -56,33 +102,44 @@ def _needed_extent(layers: Sequence[keras.layers.Layer], output_size: int) -> in
     return size
 
 
-def _feature_model(model: keras.Model, layer_names: Sequence[str]) -> tuple[keras.Model, int]:
-    """A model from the input to the named layers' outputs, and the input extent it reads.
+def _layer_chain(model: keras.Model, layer_names: Sequence[str]) -> tuple[list, int]:
+    """The model's layers from the input to the deepest named one, and the input extent
+    they read.
 
     For conv3 of the dreamctl CNN only the top-left 26×26 pixels reach the layer (the 2×2
-    poolings drop the last row and column), so the model runs on that crop: the same
-    activations for about 17 % less work. Any other architecture keeps the full input.
+    poolings drop the last row and column), so the chain runs on that crop: the same
+    activations for about 17 % less work. Layers of other kinds keep the full input.
     """
+    if not isinstance(model, keras.Sequential):
+        raise BadInput(f"the ascent needs a keras.Sequential model, got {type(model).__name__}")
     image_size = int(model.input_shape[1])
     deepest = max(model.layers.index(model.get_layer(name)) for name in layer_names)
     chain = model.layers[: deepest + 1]
     extents = [_needed_extent(chain[: chain.index(model.get_layer(name)) + 1],
                               int(model.get_layer(name).output.shape[1])) for name in layer_names]
-    if None in extents or not all(isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)) for layer in chain):
-        return keras.Model(model.inputs, [model.get_layer(name).output for name in layer_names]), image_size
-    extent = min(image_size, max(extents))
-    inputs = keras.Input((extent, extent, int(model.input_shape[-1])))
-    outputs, x = {}, inputs
-    for layer in chain:
-        x = layer(x)
-        outputs[layer.name] = x
-    return keras.Model(inputs, [outputs[name] for name in layer_names]), extent
+    extent = image_size if None in extents else min(image_size, max(extents))
+    return chain, extent
+
+
+def _conv_parts(layer: keras.layers.Conv2D, x, channel=None):
+    """(pre-activation, activation) of a Conv2D, as its own ``call`` computes them; with
+    ``channel`` (scalar int32 tensor) only that output channel: (rows, h, w, 1) each."""
+    kernel, bias = layer.kernel, layer.bias
+    if channel is not None:
+        kernel = tf.gather(kernel, channel[None], axis=3)
+        bias = None if bias is None else tf.gather(bias, channel[None])
+    pre = layer.convolution_op(x, kernel)
+    if bias is not None:
+        pre = keras.ops.add(pre, keras.ops.reshape(bias, (1, 1, 1, -1)))
+    post = layer.activation(pre) if layer.activation is not None else pre
+    return pre, post
 
 
 class Ascent:
     """Gradient ascent on a trained CNN towards per-image objectives over ``layers``.
 
-    ``layers``: names of the conv layers the objectives may use, e.g. ("conv3",).
+    ``layers``: names of the layers the objectives may use, e.g. ("conv3",).
+    ``model``: a keras.Sequential (the dreamctl CNN); its weights are only read.
     """
 
     def __init__(self, model: keras.Model, layers: Sequence[str], chunk_size: int = CHUNK_SIZE):
@@ -92,23 +149,33 @@ class Ascent:
             raise BadInput(f"unknown layer {unknown[0]!r}; the model has {', '.join(layer_names)}")
         self.layers = tuple(layers)
         self.chunk_size = int(chunk_size)
-        self._features, self.input_extent = _feature_model(model, self.layers)
-        self.n_maps = tuple(int(output.shape[-1]) for output in self._features.outputs)
-        self._compiled: dict[int, tuple] = {}  # chunk rows -> (ascend, losses) tf.functions
+        self._chain, self.input_extent = _layer_chain(model, self.layers)
+        self.n_maps = tuple(int(model.get_layer(name).output.shape[-1]) for name in self.layers)
+        self._compiled: dict[tuple, tuple] = {}  # (rows, warm-up kind, sliced) -> (ascend, losses)
 
-    def _functions(self, n_rows: int) -> tuple:
+    def _functions(self, n_rows: int, warmup_kind: str | None, sliced: bool) -> tuple:
         """Compiled (ascend, losses) for a chunk shape: the smallest power of two ≥ n_rows,
-        capped at ``chunk_size``; each shape is traced once."""
+        capped at ``chunk_size``; each (shape, variant) is traced once."""
         rows = min(self.chunk_size, 1 << max(0, int(n_rows) - 1).bit_length())
-        if rows not in self._compiled:
+        key = (rows, warmup_kind, sliced)
+        if key not in self._compiled:
             image_spec = tf.TensorSpec([rows, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)
-            weight_specs = tuple(tf.TensorSpec([rows, n], tf.float32) for n in self.n_maps)
+            weight_specs = tuple(tf.TensorSpec([rows, 1 if sliced else n], tf.float32) for n in self.n_maps)
+            warmup_spec, map_spec = tf.TensorSpec([rows], tf.int32), tf.TensorSpec([], tf.int32)
             scalar_specs = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)]
-            self._compiled[rows] = (
-                tf.function(self._ascend_graph, input_signature=[image_spec, weight_specs, *scalar_specs]),
-                tf.function(self._losses_graph, input_signature=[image_spec, weight_specs]),
+
+            def ascend(images, weights, warmup, map_id, epochs, learning_rate):
+                return self._ascend_graph(images, weights, warmup, map_id if sliced else None,
+                                          epochs, learning_rate, warmup_kind)
+
+            def losses(images, weights, map_id):
+                return self._objectives(images, weights, map_id if sliced else None)[0]
+
+            self._compiled[key] = (
+                tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
+                tf.function(losses, input_signature=[image_spec, weight_specs, map_spec]),
             )
-        return rows, *self._compiled[rows]
+        return rows, *self._compiled[key]
 
     # ----- objectives -------------------------------------------------------------------
     def map_objective(self, layer: str, map_ids: np.ndarray) -> list[np.ndarray]:
@@ -126,25 +193,48 @@ class Ascent:
         return weights
 
     # ----- compiled graphs --------------------------------------------------------------
-    def _losses_graph(self, images, weights):
-        extent = self.input_extent  # pixels beyond it never reach the layers: their gradient is 0
-        features = self._features(images[:, :extent, :extent, :], training=False)
-        if len(self.layers) == 1:
-            features = [features]
-        per_layer = [
-            tf.reduce_sum(tf.reduce_mean(activation, axis=[1, 2]) * weight, axis=1)
-            for activation, weight in zip(features, weights)
-        ]
-        return tf.add_n(per_layer)  # (chunk,)
+    def _activations(self, images, map_slice=None) -> list[tuple]:
+        """(pre-activation, activation) of each objective layer, each (rows, h, w, maps);
+        with ``map_slice`` the last layer of the chain computes that one map only."""
+        x = images[:, : self.input_extent, : self.input_extent, :]  # pixels beyond never reach the layers
+        found = {}
+        for layer in self._chain:
+            if isinstance(layer, keras.layers.Conv2D):
+                channel = map_slice if layer is self._chain[-1] else None
+                pre, x = _conv_parts(layer, x, channel)
+            else:
+                pre = x = layer(x, training=False)
+            found[layer.name] = (pre, x)
+        return [found[name] for name in self.layers]
 
-    def _ascend_graph(self, images, weights, epochs, learning_rate):
+    def _objectives(self, images, weights, map_slice=None, warmup_kind=None, warming=None):
+        """(losses, ascended), both (rows,): the post-ReLU objective of each image, and the
+        objective whose gradient it follows: its warm-up surrogate where ``warming`` (bool
+        (rows,)) is true, else the losses themselves (the same tensor without a warm-up)."""
+        activations = self._activations(images, map_slice)
+
+        def weighted_means(per_layer):
+            return tf.add_n([tf.reduce_sum(tf.reduce_mean(a, axis=[1, 2]) * w, axis=1) for a, w in zip(per_layer, weights)])
+
+        losses = weighted_means([post for _, post in activations])
+        if warmup_kind is None:
+            return losses, losses
+        if warmup_kind == "pre_relu":
+            surrogate = weighted_means([pre for pre, _ in activations])
+        else:  # "leaky_relu": the value of the ReLU, the gradient of a leaky ReLU
+            negative = [tf.minimum(pre, 0.0) for pre, _ in activations]
+            surrogate = weighted_means([post + LEAKY_SLOPE * (n - tf.stop_gradient(n))
+                                        for (_, post), n in zip(activations, negative)])
+        return losses, tf.where(warming, surrogate, losses)
+
+    def _ascend_graph(self, images, weights, warmup, map_slice, epochs, learning_rate, warmup_kind):
         history = tf.TensorArray(tf.float32, size=epochs + 1, element_shape=images.shape[:1])
 
         def step(epoch, images, history):
             with tf.GradientTape() as tape:
                 tape.watch(images)
-                losses = self._losses_graph(images, weights)
-                total = tf.reduce_sum(losses)
+                losses, ascended = self._objectives(images, weights, map_slice, warmup_kind, epoch < warmup)
+                total = tf.reduce_sum(ascended)
             gradients = tape.gradient(total, images)
             rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
             images = images + learning_rate * gradients / (rms + RMS_EPSILON)
@@ -153,21 +243,48 @@ class Ascent:
         _, images, history = tf.while_loop(
             lambda epoch, *_: epoch < epochs, step, (tf.constant(0), images, history)
         )
-        final_losses = self._losses_graph(images, weights)
+        final_losses = self._objectives(images, weights, map_slice)[0]
         return images, final_losses, history.write(epochs, final_losses).stack()
 
-    # ----- public API -------------------------------------------------------------------
-    def _chunks(self, images: np.ndarray, weights: Sequence[np.ndarray], want: int):
-        """Yield (start, stop, compiled function ``want`` (0 ascend, 1 losses), padded images
-        (rows, 28, 28, 1), padded weights); the last chunk is padded with zero weights."""
-        n_images = len(images)
-        rows, *functions = self._functions(n_images)
-        for start in range(0, n_images, rows):
-            stop = min(start + rows, n_images)
+    # ----- chunked execution --------------------------------------------------------------
+    def _chunks(self, images: np.ndarray, weights: Sequence[np.ndarray], rows: int):
+        """Yield (start, stop, padded images (rows, 28, 28, 1), padded weights); the last
+        chunk is padded with zero-weight images."""
+        for start in range(0, len(images), rows):
+            stop = min(start + rows, len(images))
             pad = rows - (stop - start)
             chunk_images = np.pad(images[start:stop], ((0, pad), (0, 0), (0, 0)))[..., None]
             chunk_weights = tuple(tf.constant(np.pad(w[start:stop], ((0, pad), (0, 0)))) for w in weights)
-            yield start, stop, functions[want], tf.constant(chunk_images, tf.float32), chunk_weights
+            yield start, stop, tf.constant(chunk_images, tf.float32), chunk_weights
+
+    def _losses(self, images: np.ndarray, weights: Sequence[np.ndarray], map_slice: int | None) -> np.ndarray:
+        """Post-ReLU objectives (N,) of checked images; ``weights`` already sliced to the
+        map's column when ``map_slice`` is given."""
+        out = np.empty(len(images), np.float32)
+        rows, _, compute = self._functions(len(images), None, map_slice is not None)
+        map_id = tf.constant(map_slice or 0, tf.int32)
+        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
+            out[start:stop] = compute(chunk_images, chunk_weights, map_id).numpy()[: stop - start]
+        return out
+
+    def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice):
+        """Run ``epochs`` steps on every image given (no skipping). Returns final images
+        (N, 28, 28), losses (N,) and the loss history (epochs + 1, N)."""
+        kind = warmup_kind if np.any(warmup > 0) else None  # no warm-up: the plain graph
+        rows, ascend, _ = self._functions(len(images), kind, map_slice is not None)
+        out_images = np.empty_like(images)
+        out_losses = np.empty(len(images), np.float32)
+        history = np.empty((epochs + 1, len(images)), np.float32)
+        constants = (tf.constant(map_slice or 0, tf.int32), tf.constant(epochs, tf.int32),
+                     tf.constant(learning_rate, tf.float32))
+        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
+            chunk_warmup = np.zeros(rows, np.int32)
+            chunk_warmup[: stop - start] = warmup[start:stop]
+            final, losses, loss_history = ascend(chunk_images, chunk_weights, tf.constant(chunk_warmup), *constants)
+            out_images[start:stop] = final.numpy()[: stop - start, :, :, 0]
+            out_losses[start:stop] = losses.numpy()[: stop - start]
+            history[:, start:stop] = loss_history.numpy()[:, : stop - start]
+        return out_images, out_losses, history
 
     def _check(self, images: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
         images = np.asarray(images, np.float32)
@@ -179,13 +296,24 @@ class Ascent:
             raise BadInput("need one weight array (N, maps of the layer) per layer")
         return images
 
+    def _check_warmup(self, warmup, n_images: int, warmup_kind: str) -> np.ndarray:
+        if warmup_kind not in WARMUP_KINDS:
+            raise BadParameter("warmup_kind", f"must be one of {', '.join(WARMUP_KINDS)}, got {warmup_kind!r}")
+        steps = np.broadcast_to(np.asarray(warmup), (n_images,))
+        if not np.issubdtype(steps.dtype, np.integer) or np.any(steps < 0):
+            raise BadParameter("warmup", "must be whole numbers of steps >= 0")
+        return steps.astype(np.int32)
+
+    def _map_slice(self, map_ids: np.ndarray, slice_map: bool) -> int | None:
+        """The one map every image targets, when slicing applies (one layer, one map)."""
+        if slice_map and len(self.layers) == 1 and len(map_ids) and np.all(map_ids == map_ids[0]):
+            return int(map_ids[0])
+        return None
+
+    # ----- public API -------------------------------------------------------------------
     def losses(self, images: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
         """Objective values of images (N, 28, 28) without any step; float32 (N,)."""
-        images = self._check(images, weights)
-        out = np.empty(len(images), np.float32)
-        for start, stop, compute, chunk_images, chunk_weights in self._chunks(images, weights, 1):
-            out[start:stop] = compute(chunk_images, chunk_weights).numpy()[: stop - start]
-        return out
+        return self._losses(self._check(images, weights), weights, None)
 
     def run(
         self,
@@ -195,6 +323,8 @@ class Ascent:
         learning_rate: float = LEARNING_RATE,
         record_epochs: Sequence[int] | None = None,
         skip_frozen: bool = True,
+        warmup: int | np.ndarray = 0,
+        warmup_kind: str = "pre_relu",
     ) -> AscentResult:
         """Run ``epochs`` ascent steps on images (N, 28, 28) with per-image weights.
 
@@ -204,30 +334,37 @@ class Ascent:
         skip_frozen: images whose objective is exactly 0 with non-negative weights have a
         zero gradient (every weighted ReLU output is 0), so they never move; they are not
         computed and keep loss 0. This gives the same result, much faster on dead maps.
+        Images in a warm-up are never skipped: their surrogate has a gradient.
+        warmup: steps (an int, or int (N,) per image) that follow the ``warmup_kind``
+        surrogate (see the module docstring) before the post-ReLU objective; 0 = none.
         """
+        return self._run(images, weights, epochs, learning_rate, record_epochs, skip_frozen, warmup, warmup_kind, None)
+
+    def _run(self, images, weights, epochs, learning_rate, record_epochs, skip_frozen, warmup, warmup_kind,
+             map_slice: int | None) -> AscentResult:
+        """:meth:`run`; with ``map_slice`` the layer computes only that map (see run_maps)."""
         images = self._check(images, weights)
         if epochs < 0:
             raise BadInput(f"epochs must be >= 0, got {epochs}")
+        warmup = self._check_warmup(warmup, len(images), warmup_kind)
         record = tuple(sorted(set(record_epochs))) if record_epochs is not None else (epochs,)
         if record and (record[0] < 0 or record[-1] > epochs):
             raise BadInput(f"record_epochs must lie in 0..{epochs}")
+        if map_slice is not None:
+            weights = [w[:, [map_slice]] for w in weights]
         out_images = images.copy()
         out_losses = np.zeros(len(images), np.float32)
         history = np.zeros((len(record), len(images)), np.float32)
         active = np.arange(len(images))
         if skip_frozen:
             non_negative = np.all([np.all(w >= 0, axis=1) for w in weights], axis=0)
-            active = np.flatnonzero(~non_negative | (self.losses(images, weights) != 0.0))
-        active_weights = [w[active] for w in weights]
-        for start, stop, ascend, chunk_images, chunk_weights in self._chunks(images[active], active_weights, 0):
-            final, losses, loss_history = ascend(
-                chunk_images, chunk_weights, tf.constant(epochs, tf.int32), tf.constant(learning_rate, tf.float32)
-            )
-            rows = active[start:stop]
-            n_rows = stop - start
-            out_images[rows] = final.numpy()[:n_rows, :, :, 0]
-            out_losses[rows] = losses.numpy()[:n_rows]
-            history[:, rows] = loss_history.numpy()[list(record), :n_rows]
+            moving = ~non_negative | (warmup > 0) | (self._losses(images, weights, map_slice) != 0.0)
+            active = np.flatnonzero(moving)
+        final, losses, loss_history = self._advance(
+            images[active], [w[active] for w in weights], epochs, learning_rate, warmup[active], warmup_kind, map_slice
+        )
+        out_images[active], out_losses[active] = final, losses
+        history[:, active] = loss_history[list(record)]
         return AscentResult(out_images, out_losses, history, record)
 
     def run_maps(
@@ -238,7 +375,106 @@ class Ascent:
         epochs: int,
         learning_rate: float = LEARNING_RATE,
         record_epochs: Sequence[int] | None = None,
+        warmup: int | np.ndarray = 0,
+        warmup_kind: str = "pre_relu",
+        slice_map: bool = False,
     ) -> AscentResult:
-        """OIP ascent: image i maximizes the mean activation of map ``map_ids[i]`` of ``layer``."""
+        """OIP ascent: image i maximizes the mean activation of map ``map_ids[i]`` of ``layer``.
+
+        slice_map: when every image targets the same map (a precursor phase-1 shard) and
+        ``layer`` is this ascent's only layer, compute that map alone in the layer (same
+        losses up to float round-off, ~1e-7 relative).
+        """
         weights = self.map_objective(layer, map_ids)
-        return self.run(images, weights, epochs, learning_rate, record_epochs)
+        map_slice = self._map_slice(np.asarray(map_ids), slice_map)
+        return self._run(images, weights, epochs, learning_rate, record_epochs, True, warmup, warmup_kind, map_slice)
+
+    def run_pruned(
+        self,
+        images: np.ndarray,
+        layer: str,
+        map_ids: np.ndarray,
+        epochs: int,
+        schedule: Sequence[tuple[int, int]] = PRUNE_SCHEDULE,
+        learning_rate: float = LEARNING_RATE,
+        warmup: int | np.ndarray = 0,
+        warmup_kind: str = "pre_relu",
+        slice_map: bool = False,
+    ) -> PrunedResult:
+        """OIP ascent by successive halving: only the best starts of each map run to the end.
+
+        images (N, 28, 28) and map_ids (N,) as in :meth:`run_maps`. ``schedule``: pairs
+        (step, keep) with increasing steps and non-increasing keeps: every live start runs
+        to the first step; then, separately for each map, the ``keep`` starts with the
+        highest loss (ties: lower index first) go on to the next step, and so on; the last
+        survivors run to ``epochs``. Cuts at steps ≥ ``epochs`` do nothing; an empty
+        schedule is the exhaustive run. E.g. ((2, 2048), (5, 128)) with epochs 10.
+
+        Frozen starts (loss exactly 0 with no warm-up) are not computed, as in :meth:`run`.
+        A survivor's image and loss are bit-identical to an uninterrupted run of
+        ``epochs`` steps: each stage resumes from the images the last one reached, and the
+        step is memoryless.
+
+        ``keep`` counts starts per map **within this call**, not scaled to the share of the
+        map's patterns the call holds: a precursor shard of 4,096 of a map's 19,683
+        patterns keeps the same counts as the whole map would. Then a start that is among
+        the map's ``keep`` best at every cut (ranked among all its starts) is also among
+        its shard's ``keep`` best (its rank in a subset can only be better), so it survives
+        however the map is cut into shards: a schedule measured map-wide holds per shard,
+        each shard stays independent and resumable, and its result depends on nothing but
+        its own patterns. Scaling keep by the shard's share (2048 × 4096 / 19683 ≈ 427)
+        would lose any winner that shares a shard with more than 427 better starts. The
+        price is more work than a map-wide cut when a map spans several shards.
+        """
+        weights = self.map_objective(layer, map_ids)
+        images = self._check(images, weights)
+        map_ids = np.asarray(map_ids, np.int64)
+        if epochs < 0:
+            raise BadInput(f"epochs must be >= 0, got {epochs}")
+        warmup = self._check_warmup(warmup, len(images), warmup_kind)
+        cuts = check_schedule(schedule)
+        cuts = [(step, keep) for step, keep in cuts if step < epochs]
+        map_slice = self._map_slice(map_ids, slice_map)
+        if map_slice is not None:
+            weights = [w[:, [map_slice]] for w in weights]
+
+        out_images = images.copy()
+        out_losses = self._losses(images, weights, map_slice)
+        moving = (out_losses != 0.0) | (warmup > 0)
+        reached = np.where(moving, 0, epochs).astype(np.int32)  # frozen starts: exact at any step
+        active, done, image_steps = np.flatnonzero(moving), 0, 0
+        for stop, keep in [*cuts, (epochs, None)]:
+            final, losses, _ = self._advance(out_images[active], [w[active] for w in weights], stop - done,
+                                             learning_rate, np.maximum(warmup[active] - done, 0), warmup_kind, map_slice)
+            out_images[active], out_losses[active], reached[active] = final, losses, stop
+            image_steps += len(active) * (stop - done)
+            if keep is not None:
+                active = _best_per_map(active, out_losses, map_ids, keep)
+            done = stop
+        return PrunedResult(out_images, out_losses, reached, image_steps)
+
+
+def check_schedule(schedule: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Validate a successive-halving schedule ((step, keep), ...): steps ≥ 1 increasing,
+    keeps ≥ 1 non-increasing. Returns it as a tuple of int pairs; raises BadParameter."""
+    try:
+        cuts = tuple((int(step), int(keep)) for step, keep in schedule)
+    except (TypeError, ValueError):
+        raise BadParameter("schedule", f"needs pairs (step, keep), got {schedule!r}") from None
+    steps, keeps = [s for s, _ in cuts], [k for _, k in cuts]
+    if any(s < 1 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise BadParameter("schedule", f"steps must be >= 1 and increasing, got {steps}")
+    if any(k < 1 for k in keeps) or any(b > a for a, b in zip(keeps, keeps[1:])):
+        raise BadParameter("schedule", f"keep counts must be >= 1 and non-increasing, got {keeps}")
+    return cuts
+
+
+def _best_per_map(candidates: np.ndarray, losses: np.ndarray, map_ids: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep`` candidates (indices) of each map with the highest loss, ties to the
+    lower index; returned in increasing index order."""
+    order = candidates[np.lexsort((candidates, -losses[candidates], map_ids[candidates]))]
+    maps = map_ids[order]
+    group_starts = np.flatnonzero(np.r_[True, maps[1:] != maps[:-1]]) if len(order) else np.array([], int)
+    rank_in_map = np.arange(len(order)) - np.repeat(group_starts, np.diff(np.r_[group_starts, len(order)]))
+    return np.sort(order[rank_in_map < keep])
+
