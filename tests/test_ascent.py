@@ -1,0 +1,177 @@
+"""core.ascent: successive halving (run_pruned), single-map slicing, warm-up objectives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.ascent import Ascent, check_schedule
+from core.errors import BadParameter
+from core.patterns import precursor_images
+
+LEVELS = (0.2, 0.5, 0.8)
+
+
+@pytest.fixture(scope="module")
+def ascent(trained_model):
+    return Ascent(trained_model[0], ["conv3"], chunk_size=64)
+
+
+@pytest.fixture(scope="module")
+def starts():
+    """300 coarse precursor patterns spread over the 19,683 (float32 (300, 28, 28))."""
+    return precursor_images(np.arange(0, 19683, 65)[:300], 3, LEVELS)
+
+
+def _live_map(ascent, images, at_least):
+    """A conv3 map with at least ``at_least`` live starts among images."""
+    for map_id in range(128):
+        if np.sum(ascent.losses(images, ascent.map_objective("conv3", np.full(len(images), map_id))) > 0) >= at_least:
+            return map_id
+    pytest.skip("no conv3 map with enough live starts in this model")
+
+
+def test_pruned_survivors_equal_an_uninterrupted_run_bit_for_bit(ascent, starts):
+    map_id = _live_map(ascent, starts, 150)
+    map_ids = np.full(len(starts), map_id)
+    full = ascent.run_maps(starts, "conv3", map_ids, 10, record_epochs=[0, 2, 5, 10])
+    pruned = ascent.run_pruned(starts, "conv3", map_ids, 10, schedule=((2, 64), (5, 16)))
+
+    step_row = {0: 0, 2: 1, 5: 2, 10: 3}
+    live = full.history[0] != 0
+    # the cuts: the 64 best at step 2 among the live starts, then the 16 best of those at step 5
+    after_2 = np.flatnonzero(live)[np.lexsort((np.flatnonzero(live), -full.history[1][live]))][:64]
+    after_5 = after_2[np.lexsort((after_2, -full.history[2][after_2]))][:16]
+    expected_reached = np.where(live, 2, 10)
+    expected_reached[after_2] = 5
+    expected_reached[after_5] = 10
+    np.testing.assert_array_equal(pruned.epochs_reached, expected_reached)
+
+    # every start's loss is the uninterrupted run's at the step it reached, exactly
+    reported = full.history[[step_row[e] for e in pruned.epochs_reached], np.arange(len(starts))]
+    np.testing.assert_array_equal(pruned.losses, reported)
+    survivors = np.flatnonzero(pruned.epochs_reached == 10)
+    np.testing.assert_array_equal(pruned.images[survivors], full.images[survivors])
+    assert pruned.image_steps == live.sum() * 2 + 64 * 3 + 16 * 5
+    # the survivors' own direct run gives the same images and losses too
+    direct = ascent.run_maps(starts[after_5], "conv3", map_ids[after_5], 10)
+    np.testing.assert_array_equal(direct.images, pruned.images[after_5])
+    np.testing.assert_array_equal(direct.losses, pruned.losses[after_5])
+    # the ranking puts the 16 survivors first, in order of their final loss
+    top = pruned.ranking()[:16]
+    assert set(top) == set(after_5)
+    assert np.all(np.diff(pruned.losses[top]) <= 0)
+
+
+def test_cuts_are_per_map_and_ties_go_to_the_lower_index(ascent, starts):
+    # one start and two maps it drives: 20 copies, the two maps alternating; copies of a map
+    # tie exactly, so only the index decides who goes on
+    all_maps = ascent.losses(np.repeat(starts[1:2], 128, axis=0), ascent.map_objective("conv3", np.arange(128)))
+    map_a, map_b = np.flatnonzero(all_maps > 0)[:2]
+    images = np.repeat(starts[1:2], 20, axis=0)
+    map_ids = np.where(np.arange(20) % 2 == 0, map_a, map_b)
+    result = ascent.run_pruned(images, "conv3", map_ids, 6, schedule=((1, 5), (3, 2)))
+    for map_id in (map_a, map_b):
+        mine = np.flatnonzero(map_ids == map_id)  # in increasing index order
+        np.testing.assert_array_equal(result.epochs_reached[mine], [6] * 2 + [3] * 3 + [1] * 5)
+
+
+def test_frozen_starts_are_not_computed_and_an_empty_schedule_is_the_full_run(ascent, starts):
+    map_ids = np.full(len(starts), _live_map(ascent, starts, 50))
+    frozen = ascent.losses(starts, ascent.map_objective("conv3", map_ids)) == 0
+    assert frozen.any()
+    exhaustive = ascent.run_pruned(starts, "conv3", map_ids, 4, schedule=())
+    full = ascent.run_maps(starts, "conv3", map_ids, 4)
+    np.testing.assert_array_equal(exhaustive.losses, full.losses)
+    np.testing.assert_array_equal(exhaustive.images, full.images)
+    assert np.all(exhaustive.epochs_reached == 4)
+    assert exhaustive.image_steps == (~frozen).sum() * 4
+    pruned = ascent.run_pruned(starts, "conv3", map_ids, 4, schedule=((1, 8),))
+    assert np.all(pruned.losses[frozen] == 0) and np.all(pruned.epochs_reached[frozen] == 4)
+    # a cut at or after the last step changes nothing
+    late = ascent.run_pruned(starts, "conv3", map_ids, 4, schedule=((4, 1),))
+    np.testing.assert_array_equal(late.losses, full.losses)
+
+
+@pytest.mark.parametrize("schedule", [((0, 5),), ((3, 5), (2, 4)), ((2, 5), (3, 6)), ((2, 0),), (("a", 1),), (5,)])
+def test_bad_schedules_are_refused(ascent, schedule):
+    with pytest.raises(BadParameter, match="schedule"):
+        check_schedule(schedule)
+
+
+def test_sliced_map_gives_the_same_losses(ascent, starts):
+    for map_id in (3, _live_map(ascent, starts, 100)):
+        map_ids = np.full(len(starts), map_id)
+        whole = ascent.run_maps(starts, "conv3", map_ids, 10, record_epochs=[0, 10])
+        sliced = ascent.run_maps(starts, "conv3", map_ids, 10, record_epochs=[0, 10], slice_map=True)
+        np.testing.assert_allclose(sliced.history[0], whole.history[0], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(sliced.losses, whole.losses, rtol=1e-5, atol=1e-6)
+        pruned = ascent.run_pruned(starts, "conv3", map_ids, 10, schedule=((2, 64), (5, 16)), slice_map=True)
+        survivors = np.flatnonzero(pruned.epochs_reached == 10)
+        np.testing.assert_allclose(pruned.losses[survivors], whole.losses[survivors], rtol=1e-5, atol=1e-6)
+
+
+# ----- warm-up -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dead_map_ascent():
+    """A tiny CNN with the dreamctl layer names whose conv3 map 1 is negative before its
+    ReLU at every position of every start (its bias far below what any start reaches)."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(2, name="pool1"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(2, name="pool2"),
+            keras.layers.Conv2D(3, 3, activation="relu", name="conv3"),
+        ]
+    )
+    ascent = Ascent(model, ["conv3"], chunk_size=32)
+    images = precursor_images(np.arange(1, 19683, 701), 3, LEVELS)
+    pre = ascent._activations(images[..., None])[0][0].numpy()[..., 1]  # (N, 3, 3) with bias 0
+    kernel, bias = model.get_layer("conv3").get_weights()
+    bias[1] = -2.0 * float(np.abs(pre).max()) - 1.0
+    model.get_layer("conv3").set_weights([kernel, bias])
+    return ascent, images
+
+
+def test_pre_relu_warmup_wakes_a_dead_map(dead_map_ascent):
+    ascent, images = dead_map_ascent
+    map_ids = np.full(len(images), 1)
+    weights = ascent.map_objective("conv3", map_ids)
+    pre = ascent._activations(images[..., None])[0][0].numpy()[..., 1]
+    assert np.all(pre < 0)  # dead at every position of every start
+    plain = ascent.run(images, weights, 60, skip_frozen=False)
+    assert np.all(plain.losses == 0)
+    np.testing.assert_array_equal(plain.images, images)  # zero gradient: nothing moved
+    for kind in ("pre_relu", "leaky_relu"):
+        woken = ascent.run(images, weights, 60, warmup=50, warmup_kind=kind)  # skip_frozen on: must not skip
+        assert np.all(woken.losses > 0), kind
+    # after the warm-up the post-ReLU objective takes over and keeps rising
+    longer = ascent.run(images, weights, 70, warmup=50, record_epochs=[60, 70])
+    assert np.all(longer.history[1] > longer.history[0])
+
+
+def test_warmup_is_per_image_and_zero_means_the_plain_ascent(ascent, starts):
+    map_ids = np.arange(len(starts)) % 128
+    weights = ascent.map_objective("conv3", map_ids)
+    plain = ascent.run(starts, weights, 8)
+    warmup = np.where(np.arange(len(starts)) % 2 == 0, 0, 4)
+    mixed = ascent.run(starts, weights, 8, warmup=warmup)
+    np.testing.assert_array_equal(mixed.images[warmup == 0], plain.images[warmup == 0])
+    np.testing.assert_array_equal(mixed.losses[warmup == 0], plain.losses[warmup == 0])
+    assert not np.array_equal(mixed.images[warmup > 0], plain.images[warmup > 0])
+    # a pruned run resumes the warm-up where the last stage stopped
+    map_ids = np.full(len(starts), _live_map(ascent, starts, 100))
+    direct = ascent.run_maps(starts, "conv3", map_ids, 8, warmup=3)
+    pruned = ascent.run_pruned(starts, "conv3", map_ids, 8, schedule=((2, 64), (5, 16)), warmup=3)
+    survivors = np.flatnonzero(pruned.epochs_reached == 8)
+    assert len(survivors) == 16
+    np.testing.assert_array_equal(pruned.images[survivors], direct.images[survivors])
+    with pytest.raises(BadParameter, match="warmup"):
+        ascent.run(starts, weights, 8, warmup=-1)
+    with pytest.raises(BadParameter, match="warmup_kind"):
+        ascent.run(starts, weights, 8, warmup=2, warmup_kind="softplus")
