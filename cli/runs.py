@@ -1,0 +1,69 @@
+"""``dreamctl runs``: the runs under a results folder (status, rows, key parameters), and one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.common import out
+
+app = typer.Typer(name="runs", help="List the runs under a results folder: job, id, parameters, status, rows, date.",
+                  invoke_without_command=True, no_args_is_help=False)
+
+ResultsDir = Annotated[Path, typer.Option("--out", help="Results folder to look in.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+STATUS_STYLE = {"done": "green", "running": "cyan", "partial": "yellow"}
+
+
+@app.callback()
+def runs(ctx: typer.Context, out_dir: ResultsDir = Path("results"), as_json: Json = False) -> None:
+    """List every run under the results folder, newest first (status done / running / partial)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cluster.runs import list_runs
+
+    found = list_runs(out_dir)
+    if as_json:
+        out.print_json(json.dumps([run.to_dict() for run in found], default=str))
+        return
+    table = Table(title=f"runs under {out_dir}")
+    for column in ("job", "run id", "status", "rows", "shards", "date", "parameters"):
+        table.add_column(column, justify="right" if column in ("rows", "shards") else "left")
+    for run in found:
+        style = STATUS_STYLE.get(run.status, "")
+        table.add_row(run.job, run.run_id + (" (latest)" if run.latest else ""), f"[{style}]{run.status}",
+                      f"{run.rows:,}", f"{run.shards_done}/{run.shards}", run.date, run.key_params)
+    out.print(table)
+    if not found:
+        out.print(f"no runs under {out_dir}")
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="A run: its folder, job/run_id (e.g. precursor/latest) or a unique run-id prefix.")],
+    out_dir: ResultsDir = Path("results"),
+    as_json: Json = False,
+) -> None:
+    """One run: parameters, model, data, versions and every phase's shards and rows."""
+    from cluster.runs import find_run
+
+    info = find_run(out_dir, run)
+    if as_json:
+        out.print_json(json.dumps(info.to_dict(), default=str))
+        return
+    table = Table(title=f"{info.job} run {info.run_id}: {info.status}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for name, value in (("folder", str(info.path)), ("status", info.status), ("updated", info.date),
+                        ("model", str(info.model_hash)), ("data", json.dumps(info.data)),
+                        ("rows", f"{info.rows:,}"), ("shards", f"{info.shards_done}/{info.shards}")):
+        table.add_row(name, value)
+    for phase, phase_info in info.phases.items():
+        table.add_row(f"phase {phase}", f"{phase_info.done}/{phase_info.shards} shards, {phase_info.rows:,} rows")
+    for key, value in info.params.items():
+        table.add_row(f"param {key}", json.dumps(value) if not isinstance(value, str) else value)
+    out.print(table)
