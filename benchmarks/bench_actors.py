@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli.options import parse_maps
+from core.params import parse_selection
 
 LAYOUTS = [  # (label, extra options)
     ("1 actor x 2 threads", ["--actors", "1", "--cpus-per-actor", "2"]),
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--maps", default="0-1")
     parser.add_argument("--model", default="models/cnn.keras")
     args = parser.parse_args()
-    n_maps = len(parse_maps(args.maps, "conv3"))
+    n_maps = len(parse_selection(args.maps, 128))
     dreamctl = str(Path(sys.executable).with_name("dreamctl"))
     baseline = None
     for label, options in LAYOUTS:

@@ -18,7 +18,6 @@ import keras
 from core.errors import BadInput
 from core.model import CONV_LAYERS, IMAGE_SIZE, Standardization
 
-DEFAULT_MODEL = Path("models/cnn.keras")
 METADATA_NAME = "dreamctl.json"
 
 

@@ -41,6 +41,7 @@ class JobProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(compact=True),
+            TextColumn("{task.fields[status]}"),
             console=self.console,
             disable=not enabled or self._plain,
             speed_estimate_period=120,
@@ -57,7 +58,7 @@ class JobProgress:
     def start_phase(self, description: str, unit: str, total_items: int, total_shards: int, done_items: int, done_shards: int) -> None:
         self._task = self._progress.add_task(
             description, total=max(total_items, 1), completed=done_items, unit=unit,
-            shards_done=done_shards, shards_total=total_shards,
+            shards_done=done_shards, shards_total=total_shards, status="",
         )
         if total_items == 0:
             self._progress.update(self._task, completed=1)
@@ -68,6 +69,10 @@ class JobProgress:
         if self._plain and (time.monotonic() - self._last_log >= self._log_every or task.finished):
             self._last_log = time.monotonic()
             self.console.print(self.status_line(task), markup=False, highlight=False, soft_wrap=True)
+
+    def item_done(self, status: str = "") -> None:
+        """One work item of a running shard is done (e.g. an epoch); ``status`` says how it went."""
+        self._progress.update(self._task, advance=1, status=status)
 
     @staticmethod
     def status_line(task) -> str:

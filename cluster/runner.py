@@ -1,50 +1,27 @@
-"""Run a job end to end: result store, Ray workers, phases in order, outputs, success mark."""
+"""Run a job end to end: the one path every job command takes.
+
+:func:`execute` binds the data (jobs that need it) or finds the model (CNN jobs, trained
+first when the default one is missing), attaches to Ray, and runs :func:`run_phases`: the
+result store, the phases in order, the outputs, the success mark. Model-free jobs may run
+in this process instead (``ray_options`` None), with the same store and resume.
+"""
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import pyarrow as pa
+from rich.console import Console
 
 from cluster.model_file import file_hash
+from cluster.options import RayOptions, RunOptions
 from cluster.progress import JobProgress
-from cluster.runtime import RayInfo
-from cluster.scheduler import ActorPool, TaskPool, run_shards
 from cluster.store import RunStore
-from core.errors import BadInput
-from jobs.base import Phase, Shard, run_id
-
-
-class Job(Protocol):
-    """What ``run_job`` needs from a job module's spec (see jobs/)."""
-
-    name: str
-
-    def params(self) -> dict: ...
-
-    def phases(self) -> list[Phase]: ...
-
-    def write_outputs(self, tables: dict[str, pa.Table], store: RunStore) -> list[Path]: ...
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How many workers and what each gets. ``actors`` None = CPUs ÷ cpus_per_actor."""
-
-    actors: int | None = None
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
-    chunk_size: int = 256
-
-    def n_actors(self, ray_info: RayInfo) -> int:
-        if self.actors is not None:
-            return self.actors
-        if self.gpus_per_actor > 0:
-            return max(1, int(ray_info.gpus // self.gpus_per_actor))
-        return max(1, int(math.floor(ray_info.cpus / self.cpus_per_actor)))
+from core.errors import BadParameter
+from jobs.base import Job, Phase, Shard, run_id
 
 
 @dataclass
@@ -58,89 +35,119 @@ class RunOutcome:
     phases: list[str] = field(default_factory=list)
 
 
-def run_phases(
-    job: Job,
-    out: Path,
-    progress: JobProgress,
-    execute: Callable[[Phase, list[Shard], RunStore], None],
-    model_path: Path | None,
-    data_identity: dict,
-    fresh: bool = False,
-) -> RunOutcome:
+def check_out_folder(out: Path, parameter: str = "out") -> None:
+    """``out`` must be (or can become) a folder this process can write: checked before any
+    model is trained or Ray is started. ``parameter``: the option named in the error."""
+    out = Path(out)
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise BadParameter(parameter, f"{existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadParameter(parameter, f"{existing} is not writable")
+
+
+def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec: str, console: Console) -> tuple[Job, RunOutcome]:
+    """Run ``job`` with its results under ``run.out``: on Ray (``ray_options``), or in this
+    process when None (model-free jobs only). Returns the job (bound to its data when it
+    needs data) and the outcome."""
+    check_out_folder(run.out)
+    model_path, data_identity = None, None
+    if job.needs_data:
+        from core.data import load_dataset
+
+        dataset = load_dataset(data_spec)
+        job = job.with_data(dataset)
+        data_identity = dataset.identity()
+        console.print(f"data {dataset.name}: {len(dataset.x_train):,} train / {len(dataset.x_test):,} test images")
+    if job.needs_model:
+        from cluster.training import ensure_model
+
+        model_path, metadata = ensure_model(run.model, data_spec, console)
+        data_identity = metadata["data"]
+    if ray_options is None:
+        with JobProgress(console) as progress:
+            return job, run_phases(job, run, progress, run_here(progress), model_path, data_identity)
+    from cluster.runtime import ray_session
+
+    with ray_session(ray_options.address) as ray_info:
+        where = "local Ray" if ray_info.started_here else f"Ray at {ray_info.address}"
+        console.print(f"{where}: {ray_info.cpus:g} CPUs, {ray_info.gpus:g} GPUs"
+                      + (f"; dashboard {ray_info.dashboard_url}" if ray_info.dashboard_url else ""))
+        with JobProgress(console) as progress:
+            return job, run_on_ray(job, run, ray_options, ray_info, progress, model_path, data_identity)
+
+
+def run_phases(job: Job, run: RunOptions, progress: JobProgress,
+               compute: Callable[[Phase, list[Shard], RunStore], None],
+               model_path: Path | None, data_identity: dict) -> RunOutcome:
     """The phase loop every job runs through: open the run's store (resuming finished
-    shards unless ``fresh``), let ``execute`` compute each phase's missing shards, read the
+    shards unless ``run.fresh``), let ``compute`` do each phase's missing shards, read the
     phase back, write the outputs, mark success."""
     model_hash = file_hash(model_path) if model_path is not None else None
     params = job.params()
     rid = run_id(job.name, params, model_hash, data_identity)
-    store = RunStore(out, job.name, rid, {"params": params, "model_hash": model_hash, "data": data_identity})
-    store.open(fresh)
-    outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
-    all_shards = {}
-    for phase in job.phases():
-        shards = phase.shards(outcome.tables)
-        all_shards[phase.name] = shards
-        store.write_manifest(all_shards, "running")
-        pending = [shard for shard in shards if not store.is_done(phase.name, shard)]
-        done_items = sum(shard.n_items for shard in shards) - sum(shard.n_items for shard in pending)
-        outcome.shards_total += len(shards)
-        outcome.shards_reused += len(shards) - len(pending)
-        progress.start_phase(
-            f"{job.name}: {phase.name}", phase.unit, sum(s.n_items for s in shards),
-            len(shards), done_items, len(shards) - len(pending),
-        )
-        if pending:
-            execute(phase, pending, store)
-        outcome.tables[phase.name] = store.read_phase(phase.name, shards, phase.schema)
-        outcome.phases.append(phase.name)
-    outcome.outputs = job.write_outputs(outcome.tables, store)
-    store.write_manifest(all_shards, "done")
-    store.mark_success()
+    metadata = {"params": params, "model_hash": model_hash, "data": data_identity}
+    with RunStore(run.out, job.name, rid, metadata, warn=progress.log) as store:
+        store.open(run.fresh)
+        outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
+        all_shards = {}
+        for phase in job.phases():
+            shards = phase.shards(outcome.tables)
+            all_shards[phase.name] = shards
+            store.write_manifest(all_shards, "running")
+            pending = [shard for shard in shards if not store.is_done(phase.name, shard)]
+            done_items = sum(shard.n_items for shard in shards) - sum(shard.n_items for shard in pending)
+            outcome.shards_total += len(shards)
+            outcome.shards_reused += len(shards) - len(pending)
+            progress.start_phase(
+                f"{job.name}: {phase.name}", phase.unit, sum(s.n_items for s in shards),
+                len(shards), done_items, len(shards) - len(pending),
+            )
+            if pending:
+                compute(phase, pending, store)
+            outcome.tables[phase.name] = store.read_phase(phase.name, shards, phase.schema)
+            outcome.phases.append(phase.name)
+        outcome.outputs = job.write_outputs(outcome.tables, store)
+        store.write_manifest(all_shards, "done")
+        store.mark_success()
     return outcome
 
 
-def run_job(
-    job: Job,
-    out: Path,
-    ray_info: RayInfo,
-    workers: WorkerOptions,
-    progress: JobProgress,
-    model_path: Path | None,
-    data_identity: dict,
-    fresh: bool = False,
-) -> RunOutcome:
-    """Run ``job`` on Ray: CNN phases on ``CNNWorker`` actors, the others as plain tasks."""
-    actor_pools = []
+def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, ray_info, progress: JobProgress,
+               model_path: Path | None, data_identity: dict) -> RunOutcome:
+    """CNN phases on ``CNNWorker`` actors (started once, at the first phase that needs
+    them), the others as plain tasks."""
+    from cluster.scheduler import ActorPool, TaskPool, run_shards
 
-    def execute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
+    actor_pools: list[ActorPool] = []
+
+    def compute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
         if phase.needs_model:
-            if model_path is None:
-                raise BadInput(f"{job.name}: phase {phase.name} needs a model")
             if not actor_pools:
-                actor_pools.append(ActorPool(model_path, workers.n_actors(ray_info), workers.cpus_per_actor,
-                                             workers.gpus_per_actor, workers.chunk_size))
+                n_actors = ray_options.n_actors(ray_info.cpus, ray_info.gpus)
+                actor_pools.append(ActorPool(model_path, n_actors, ray_options.cpus_per_actor,
+                                             ray_options.gpus_per_actor, ray_options.chunk_size))
             pool = actor_pools[0]
         else:
             pool = TaskPool(phase, max(1, int(ray_info.cpus)))
-        run_shards(pool, phase, pending, store, progress,
-                   on_retry=lambda shard, error: progress.log(
-                       f"[yellow]worker lost ({type(error).__name__}); retrying shard {shard.shard_id}"))
+        run_shards(pool, phase, pending, store, progress)
 
     try:
-        return run_phases(job, out, progress, execute, model_path, data_identity, fresh)
+        return run_phases(job, run, progress, compute, model_path, data_identity)
     finally:
         for pool in actor_pools:
             pool.shutdown()
 
 
-def run_in_process(job: Job, out: Path, data_identity: dict, fresh: bool = False, **compute_options) -> RunOutcome:
-    """Run a model-free ``job`` here, shard after shard, without Ray (same store, resume and
-    success mark as :func:`run_job`); ``compute_options`` go to every ``phase.compute``
-    (e.g. a per-epoch callback for a progress bar)."""
+def run_here(progress: JobProgress) -> Callable[[Phase, list[Shard], RunStore], None]:
+    """Compute model-free shards in this process, one after the other; a phase whose
+    ``compute`` takes ``on_item`` reports every finished item (e.g. an epoch) to the bar."""
 
-    def execute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
+    def compute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
         context = phase.shared()
         for shard in pending:
-            store.write_part(phase.name, shard, phase.compute(context, shard.payload, **compute_options))
+            table = phase.compute(context, shard.payload, on_item=progress.item_done)
+            store.write_part(phase.name, shard, table)
+            progress.advance(0)
 
-    return run_phases(job, out, JobProgress(enabled=False), execute, None, data_identity, fresh)
+    return compute

@@ -1,17 +1,20 @@
 """Feed shards to Ray workers with a bounded ``ray.wait`` loop.
 
 At most ``IN_FLIGHT_PER_WORKER`` shards per worker are in flight; results are handled in
-completion order and written by the driver, one Parquet part per shard. A shard whose
-worker died is submitted again (its actor restarts by itself); an exception raised by the
-job's own code fails the job.
+completion order and written by the driver, one Parquet part per shard. Every finished
+shard is classified once (:func:`classify`): done, its worker was lost (submitted again;
+the actor restarts by itself), or the job's own code failed (the job fails).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
@@ -27,11 +30,62 @@ WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrash
 
 
 class JobFailed(RuntimeError):
-    """A shard raised an error in the job's code, or kept losing its worker."""
+    """A shard raised an error in the job's code, returned non-finite numbers, or kept
+    losing its worker."""
 
 
+# ----- what became of a shard --------------------------------------------------------------
+@dataclass(frozen=True)
+class Done:
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class JobError:
+    error: BaseException
+
+
+def classify(ref: ray.ObjectRef, finite: bool) -> Done | WorkerLost | JobError:
+    """Fetch a finished shard's result and say what it is. ``finite``: every float in the
+    table must be finite (CNN phases: losses and images; nan there means the ascent
+    overflowed). Bad input found on a worker is raised as such (exit 2 at the CLI)."""
+    try:
+        table = ray.get(ref)
+    except RayTaskError as error:
+        if isinstance(error.cause, BadInput):
+            raise error.cause from None
+        return WorkerLost(error.cause) if isinstance(error.cause, WORKER_LOST) else JobError(error.cause or error)
+    except WORKER_LOST as error:
+        return WorkerLost(error)
+    bad_columns = non_finite_columns(table) if finite else []
+    if bad_columns:
+        return JobError(FloatingPointError(f"non-finite values (nan or inf) in {', '.join(bad_columns)}"))
+    return Done(table)
+
+
+def non_finite_columns(table: pa.Table) -> list[str]:
+    """Names of the float columns (and lists of floats) that hold nan or inf."""
+    bad = []
+    for name, column in zip(table.column_names, table.columns):
+        values = column.combine_chunks()
+        while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or pa.types.is_large_list(values.type):
+            values = values.flatten()
+        if pa.types.is_floating(values.type) and len(values):
+            finite = pc.is_finite(values)
+            if not np.all(finite.to_numpy(zero_copy_only=False)):
+                bad.append(name)
+    return bad
+
+
+# ----- worker pools --------------------------------------------------------------------------
 class ActorPool:
-    """``n_actors`` CNNWorker actors, each with its own copy of the model."""
+    """``n_actors`` CNNWorker actors, each with its own copy of the model; a shard goes to
+    the actor with the fewest shards in flight."""
 
     def __init__(self, model_path: Path, n_actors: int, cpus_per_actor: float, gpus_per_actor: float, chunk_size: int):
         self._model = [ray.put(Path(model_path).read_bytes())]  # nested: actors fetch it themselves
@@ -43,19 +97,22 @@ class ActorPool:
             for _ in range(n_actors)
         ]
         self._load = [0] * n_actors
+        self._actor_of: dict[ray.ObjectRef, int] = {}
 
     @property
-    def capacity(self) -> int:
-        return IN_FLIGHT_PER_WORKER * len(self.actors)
+    def has_room(self) -> bool:
+        return len(self._actor_of) < IN_FLIGHT_PER_WORKER * len(self.actors)
 
-    def submit(self, phase: Phase, shard: Shard) -> tuple[ray.ObjectRef, int]:
-        slot = min(range(len(self.actors)), key=self._load.__getitem__)
-        self._load[slot] += 1
-        method = self.actors[slot].compute.options(name=f"{phase.name}:{shard.shard_id}")
-        return method.remote(phase.compute, shard.payload, self._model), slot
+    def submit(self, phase: Phase, shard: Shard) -> ray.ObjectRef:
+        actor = min(range(len(self.actors)), key=self._load.__getitem__)
+        method = self.actors[actor].compute.options(name=f"{phase.name}:{shard.shard_id}")
+        ref = method.remote(phase.compute, shard.payload, self._model)
+        self._load[actor] += 1
+        self._actor_of[ref] = actor
+        return ref
 
-    def release(self, slot: int) -> None:
-        self._load[slot] -= 1
+    def release(self, ref: ray.ObjectRef) -> None:
+        self._load[self._actor_of.pop(ref)] -= 1
 
     def shutdown(self) -> None:
         for actor in self.actors:
@@ -63,64 +120,51 @@ class ActorPool:
 
 
 class TaskPool:
-    """Plain Ray tasks for model-free phases; the phase's shared data is put once."""
+    """Plain Ray tasks for model-free phases, at most ``IN_FLIGHT_PER_WORKER`` per CPU; the
+    phase's shared data is put in the object store once."""
 
     def __init__(self, phase: Phase, n_workers: int):
         self._shared = ray.put(phase.shared())
-        self._n_workers = n_workers
+        self._capacity = IN_FLIGHT_PER_WORKER * n_workers
+        self._in_flight: set[ray.ObjectRef] = set()
 
     @property
-    def capacity(self) -> int:
-        return IN_FLIGHT_PER_WORKER * self._n_workers
+    def has_room(self) -> bool:
+        return len(self._in_flight) < self._capacity
 
-    def submit(self, phase: Phase, shard: Shard) -> tuple[ray.ObjectRef, int]:
-        task = compute_task.options(name=f"{phase.name}:{shard.shard_id}")
-        return task.remote(phase.compute, self._shared, shard.payload), 0
+    def submit(self, phase: Phase, shard: Shard) -> ray.ObjectRef:
+        ref = compute_task.options(name=f"{phase.name}:{shard.shard_id}").remote(phase.compute, self._shared, shard.payload)
+        self._in_flight.add(ref)
+        return ref
 
-    def release(self, slot: int) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
+    def release(self, ref: ray.ObjectRef) -> None:
+        self._in_flight.discard(ref)
 
 
-def run_shards(pool, phase: Phase, shards: list[Shard], store: RunStore, progress: JobProgress,
-               on_retry: Callable[[Shard, Exception], None] | None = None) -> None:
+def run_shards(pool: ActorPool | TaskPool, phase: Phase, shards: list[Shard], store: RunStore,
+               progress: JobProgress) -> None:
     """Compute ``shards`` on ``pool``, writing each result as soon as it arrives."""
     queue: deque[tuple[Shard, int]] = deque((shard, 1) for shard in shards)
-    in_flight: dict[Any, tuple[Shard, int, int]] = {}
+    in_flight: dict[ray.ObjectRef, tuple[Shard, int]] = {}
     try:
         while queue or in_flight:
-            while queue and len(in_flight) < pool.capacity:
+            while queue and pool.has_room:
                 shard, attempt = queue.popleft()
-                ref, slot = pool.submit(phase, shard)
-                in_flight[ref] = (shard, slot, attempt)
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in ready:
-                shard, slot, attempt = in_flight.pop(ref)
-                pool.release(slot)
-                try:
-                    table = ray.get(ref)
-                except RayTaskError as error:
-                    if isinstance(error.cause, BadInput):
-                        raise error.cause from None
-                    if isinstance(error.cause, WORKER_LOST):
-                        table = None
-                        lost = error.cause
-                    else:
-                        raise JobFailed(f"shard {shard.shard_id} of {phase.name} failed: {error.cause!r}") from error
-                except WORKER_LOST as error:
-                    table = None
-                    lost = error
-                if table is None:
-                    if attempt >= MAX_ATTEMPTS:
-                        raise JobFailed(f"shard {shard.shard_id} of {phase.name} lost its worker {attempt} times") from lost
-                    if on_retry is not None:
-                        on_retry(shard, lost)
+                in_flight[pool.submit(phase, shard)] = (shard, attempt)
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            shard, attempt = in_flight.pop(ref)
+            pool.release(ref)
+            match classify(ref, finite=phase.needs_model):
+                case Done(table):
+                    store.write_part(phase.name, shard, table)
+                    progress.advance(shard.n_items)
+                case WorkerLost(error) if attempt < MAX_ATTEMPTS:
+                    progress.log(f"[yellow]worker lost ({type(error).__name__}); retrying shard {shard.shard_id}")
                     queue.appendleft((shard, attempt + 1))
-                    continue
-                store.write_part(phase.name, shard, table)
-                progress.advance(shard.n_items)
+                case WorkerLost(error):
+                    raise JobFailed(f"shard {shard.shard_id} of {phase.name} lost its worker {attempt} times") from error
+                case JobError(error):
+                    raise JobFailed(f"shard {shard.shard_id} of {phase.name} failed: {error!r}") from error
     finally:
         for ref in in_flight:  # interrupted or failed: drop what is still running
             try:

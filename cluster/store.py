@@ -240,19 +240,31 @@ class RunStore:
             raise PartChanged(f"has {rows} rows, the shard writes {shard.n_rows}")
         return data
 
+    def _parquet_bytes(self, table: pa.Table, phase: str | None) -> bytes:
+        """The table as Parquet bytes, with the run's metadata (and phase) in its schema."""
+        schema_metadata = dict(table.schema.metadata or {})
+        schema_metadata[METADATA_KEY] = json.dumps(
+            {"run_id": self.run_id, **({"phase": phase} if phase else {}), **self.metadata}, default=str
+        ).encode()
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata(schema_metadata), sink)
+        return sink.getvalue().to_pybytes()
+
+    def write_table(self, name: str, table: pa.Table) -> Path:
+        """A Parquet file next to the phase folders (e.g. a summary), written atomically with
+        the run's metadata in its schema; returns its path."""
+        self._require_lock()
+        path = self.path(name)
+        atomic_write_bytes(path, self._parquet_bytes(table, None))
+        return path
+
     def write_part(self, phase: str, shard: Shard, table: pa.Table) -> None:
         """Write the shard's rows atomically, with the run's metadata in the schema, then
         its commit record (so a part without a record is never reused)."""
         if table.num_rows != shard.n_rows:
             raise RuntimeError(f"shard {shard.shard_id} returned {table.num_rows} rows, expected {shard.n_rows}")
         self._require_lock()
-        schema_metadata = dict(table.schema.metadata or {})
-        schema_metadata[METADATA_KEY] = json.dumps(
-            {"run_id": self.run_id, "phase": phase, **self.metadata}, default=str
-        ).encode()
-        sink = pa.BufferOutputStream()
-        pq.write_table(table.replace_schema_metadata(schema_metadata), sink)
-        data = sink.getvalue().to_pybytes()
+        data = self._parquet_bytes(table, phase)
         self._folder(phase)
         atomic_write_bytes(self.part_path(phase, shard), data)
         record = {

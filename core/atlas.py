@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # keras loads TensorFlow; the job spec that imports this module must not
+    import keras
 
 BATCH_SIZE = 512  # test images per forward pass
 TOP_IMAGES = 9
@@ -44,6 +48,8 @@ class Reading:
 def map_activations(model: keras.Model, layer: str, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Mean post-ReLU activation of every map of ``layer`` for every image: float32
     (N, maps), all maps in one forward pass per batch."""
+    import keras
+
     features = keras.Model(model.inputs, model.get_layer(layer).output)
     images = np.asarray(images, np.float32)
     rows = []

@@ -17,13 +17,13 @@ images × all their tiles); Python loops run over steps, never over images or ti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from core.ascent import Ascent
-from core.errors import BadInput
+if TYPE_CHECKING:
+    from core.ascent import Ascent
+from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE, Standardization
 
 OCTAVE_SCALE = 1.4  # size ratio of successive octaves [default]
@@ -50,6 +50,8 @@ def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
     Antialiased when shrinking (a 560 px photo becomes a fair 28×28 average, not a sample of
     a few pixels). The same size returns an exact copy.
     """
+    import tensorflow as tf  # here, not at the top: job specs import this module for --help
+
     images = np.asarray(images, np.float32)
     if images.shape[1:] == (height, width):
         return images.copy()
@@ -83,6 +85,42 @@ class Term:
 def objective_text(terms: Sequence[Term]) -> str:
     """Terms as the ``--objective`` syntax, e.g. 'conv3:56=1,conv2=0.2'."""
     return ",".join(term.text() for term in terms)
+
+
+MAX_WEIGHT = 1e6  # |weight| of a term; larger ones overflow float32 activations × weights
+
+
+def parse_objective(text: str, layers: dict[str, int]) -> tuple[Term, ...]:
+    """'conv3:56=1.0,conv3:12=0.5,conv2=0.2' -> terms; ``layers``: layer name -> maps.
+
+    Each comma-separated term is LAYER[:MAP][=WEIGHT]: no map = the whole layer (the weight
+    spread equally over its maps), no weight = 1. A term may not repeat; not every weight may
+    be 0; |weight| ≤ 1e6. Raises ValueError with a one-line reason.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip() or not all(parts):
+        raise ValueError(f"cannot read {text!r} (use terms like 'conv3:56=1.0,conv3:12=0.5,conv2=0.2')")
+    terms: list[Term] = []
+    for part in parts:
+        target, has_weight, weight_text = part.partition("=")
+        layer, has_map, map_text = (piece.strip() for piece in target.partition(":"))
+        try:
+            weight = float(weight_text) if has_weight else 1.0
+            map_id = int(map_text) if has_map else None
+        except ValueError:
+            raise ValueError(f"cannot read the term {part!r} (use LAYER[:MAP][=WEIGHT], e.g. conv3:56=1.0)") from None
+        if not abs(weight) <= MAX_WEIGHT:  # also refuses nan and inf
+            raise ValueError(f"the weight of {part!r} must be a number within ±{MAX_WEIGHT:g}")
+        if layer not in layers:
+            raise ValueError(f"unknown layer {layer!r} in {part!r}: choose one of {', '.join(layers)}")
+        if map_id is not None and not 0 <= map_id < layers[layer]:
+            raise ValueError(f"map {map_id} is out of range: {layer} has maps 0-{layers[layer] - 1}")
+        if any((term.layer, term.map) == (layer, map_id) for term in terms):
+            raise ValueError(f"{target.strip()} appears twice")
+        terms.append(Term(layer, map_id, weight))
+    if all(term.weight == 0 for term in terms):
+        raise ValueError("all weights are 0; give at least one term a non-zero weight")
+    return tuple(terms)
 
 
 def objective_layers(objectives: Sequence[Sequence[Term]]) -> tuple[str, ...]:
@@ -170,14 +208,14 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float = OCTAVE_SC
     """(h, w) of every octave, smallest first, the last one (height, width): octave k from
     the top is the image shrunk by scale**k. Raises BadInput if the smallest is below 28 px."""
     if octaves < 1:
-        raise BadInput(f"--octaves must be at least 1, got {octaves}")
+        raise BadParameter("octaves", f"must be at least 1, got {octaves}")
     if octaves > 1 and not scale > 1.0:
-        raise BadInput(f"--octave-scale must be > 1, got {scale:g}")
+        raise BadParameter("octave_scale", f"must be > 1, got {scale:g}")
     sizes = [(round(height / scale**k), round(width / scale**k)) for k in reversed(range(octaves))]
     sizes[-1] = (height, width)
     if min(sizes[0]) < IMAGE_SIZE:
-        raise BadInput(
-            f"{octaves} octaves at scale {scale:g} shrink the {height}x{width} image to "
+        raise BadParameter(
+            "octaves", f"{octaves} octaves at scale {scale:g} shrink the {height}x{width} image to "
             f"{sizes[0][0]}x{sizes[0][1]} px, below the CNN's 28x28; use fewer octaves or a smaller scale"
         )
     return sizes
@@ -193,8 +231,8 @@ def check_tile_grid(tile_grid: int, height: int, width: int) -> None:
     """Each of the grid×grid tiles must hold at least 28×28 pixels (they are downscaled)."""
     largest = min(height, width) // IMAGE_SIZE
     if tile_grid < 1 or tile_grid > largest:
-        raise BadInput(
-            f"--tile-grid {tile_grid} does not fit a {height}x{width} image: tiles must be at least "
+        raise BadParameter(
+            "tile_grid", f"{tile_grid} does not fit a {height}x{width} image: tiles must be at least "
             f"28x28 px, so use 1-{max(largest, 1)}"
         )
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from core.params import check_params, param
 
 SCALES = ("unit", "standard")
 
@@ -27,15 +30,19 @@ SCALES = ("unit", "standard")
 class KMeansSettings:
     """``MiniBatchKMeans`` parameters. ``seed`` is its ``random_state``."""
 
-    n_init: int = 3
-    max_iter: int = 1000
-    batch_size: int = 500
-    seed: int = 0
+    n_init: int = param(3, "k-means++ starts per fit, the best kept (the seed: 500, ~100× slower for the same "
+                           "inertia, docs/PERFORMANCE.md).", low=1)
+    max_iter: int = param(1000, "Most passes over the data per fit (early stopping usually ends sooner).", low=1)
+    batch_size: int = param(500, "Images per mini-batch (k-means++ starts use 3× as many).", low=1)
+    seed: int = param(0, "random_state of every fit (and the seed of silhouette samples).", low=0)
 
     def __post_init__(self) -> None:
-        for name in ("n_init", "max_iter", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_params(self)
+
+
+def scale_param() -> Any:
+    return param("unit", "Pixel scaling before clustering: unit (pixel/255) or standard (per-pixel z-score).",
+                 choices=SCALES)
 
 
 SEED = KMeansSettings(n_init=500, max_iter=1000, batch_size=500)  # the seed article's call

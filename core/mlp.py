@@ -29,6 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from core.errors import BadParameter
+from core.params import check_params, param, parse_ints
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -49,36 +52,24 @@ class MLPConfig:
     dtype: float32 or float64 for weights and computations.
     """
 
-    layer_sizes: tuple[int, ...] = (784, 70, 30, 10)
-    lambda2: float = 0.2
-    learning_rate: float = 0.001
-    lr_decrease: float = 1e-5
-    momentum: float = 5e-5
-    batch_size: int = 500
-    epochs: int = 600
-    init_range: float = 2.0
-    eval_every: int = 1
-    seed: int = 0
+    layer_sizes: tuple[int, ...] = param((784, 70, 30, 10), "Layer sizes, input to output.", low=1, parse=parse_ints)
+    lambda2: float = param(0.2, "L2 coefficient on the weights (biases excluded).", low=0.0)
+    learning_rate: float = param(0.001, "Learning rate η0 of the first epoch (on the gradient summed over a batch).", above=0.0)
+    lr_decrease: float = param(1e-5, "Learning-rate decrease d: epoch e (from 0) uses η0 / (1 + d·e).", low=0.0)
+    momentum: float = param(5e-5, "Momentum rate: update = −η·gradient + momentum · previous update.", low=0.0)
+    batch_size: int = param(500, "Images per mini-batch (reshuffled every epoch).", low=1)
+    epochs: int = param(600, "Training epochs (passes over the training set).", low=1)
+    init_range: float = param(2.0, "Initial weights uniform in ±init_range / √(inputs of the layer).", above=0.0)
+    eval_every: int = param(1, "Compute train and test accuracy every this many epochs (and at the last).", low=1)
+    seed: int = param(0, "Seed of the initial weights and the batch shuffling.", low=0)
     dtype: DTypeLike = np.float32
 
     def __post_init__(self) -> None:
-        sizes = tuple(self.layer_sizes)
-        object.__setattr__(self, "layer_sizes", sizes)
-        if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least 2 layers (input and output), got {sizes}")
-        if any(not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
-            raise ValueError(f"layer_sizes must be positive integers, got {sizes}")
-        for name in ("lambda2", "lr_decrease", "momentum"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "init_range"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("batch_size", "epochs", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_params(self)
+        if len(self.layer_sizes) < 2:
+            raise BadParameter("layer_sizes", f"needs at least 2 layers (input and output), got {self.layer_sizes}")
         if np.dtype(self.dtype) not in _FLOAT_DTYPES:
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+            raise BadParameter("dtype", f"must be float32 or float64, got {self.dtype}")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ Layer names (``conv1``, ``conv2``, ``conv3``) are what every job refers to.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import keras
 import numpy as np
 
 from core.data import Dataset
+from core.params import check_params, param
+
+if TYPE_CHECKING:  # keras loads TensorFlow: imported where a model is built, not by --help
+    import keras
 
 IMAGE_SIZE = 28
 CONV_LAYERS = {"conv1": 32, "conv2": 64, "conv3": 128}  # name -> number of maps
@@ -42,18 +45,23 @@ class Standardization:
 class TrainConfig:
     """CNN training settings (blog part III): SGD with momentum, per-epoch LR decay, L2."""
 
-    epochs: int = 15
-    batch_size: int = 64
-    learning_rate: float = 0.01
-    lr_decay: float = 0.9  # learning rate of epoch e = learning_rate * lr_decay**e
-    momentum: float = 0.9
-    dense_units: int = 70
-    dense_l2: float = 1e-3
-    seed: int = 0
+    epochs: int = param(15, "Training epochs (passes over the training images).", low=1)
+    batch_size: int = param(64, "Images per mini-batch.", low=1)
+    learning_rate: float = param(0.01, "SGD learning rate of the first epoch.", above=0.0)
+    lr_decay: float = param(0.9, "Learning-rate factor per epoch: epoch e uses learning_rate · lr_decay^e.", low=0.0, high=1.0)
+    momentum: float = param(0.9, "SGD momentum.", low=0.0, high=1.0)
+    dense_units: int = param(70, "Width of the dense layer.", low=1)
+    dense_l2: float = param(1e-3, "L2 coefficient on the dense layer's kernel.", low=0.0)
+    seed: int = param(0, "Random seed of the weights and the shuffling.", low=0)
+
+    def __post_init__(self) -> None:
+        check_params(self)
 
 
 def build_cnn(dense_units: int = 70, dense_l2: float = 1e-3) -> keras.Sequential:
     """Conv(32)-Pool-Conv(64)-Pool-Conv(128) → Dense(dense_units) → softmax(10); input standardized."""
+    import keras
+
     return keras.Sequential(
         [
             keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name="image"),
@@ -86,6 +94,8 @@ def train_cnn(
     {train_accuracy, test_accuracy, epochs}. ``on_epoch_end(epoch, logs)`` is called after
     every epoch (for progress display).
     """
+    import keras
+
     keras.utils.set_random_seed(config.seed)
     standardization = Standardization.fit(data.x_train)
     x_train = standardization.apply(data.x_train)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from core.errors import BadInput
+from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE
 
 SCALE_GRIDS = (28, 14, 7, 4)  # cells per side of the 4 random length scales
@@ -33,6 +32,8 @@ def standardize_per_image(images: np.ndarray) -> np.ndarray:
 
 def upscale_bicubic(images: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """Bicubic resize (N, h, w) -> float32 (N, size, size) (TF, half-pixel centers)."""
+    import tensorflow as tf  # here, not at the top: job specs import this module for --help
+
     resized = tf.image.resize(np.asarray(images, np.float32)[..., None], (size, size), method="bicubic")
     return resized.numpy()[..., 0]
 
@@ -67,16 +68,16 @@ def pattern_count(grid: int, n_levels: int) -> int:
 def check_pattern_space(grid: int, levels: Sequence[float]) -> int:
     """Validate a precursor pattern space; return its size or raise BadInput."""
     if grid < 1 or grid > IMAGE_SIZE:
-        raise BadInput(f"--grid must be between 1 and {IMAGE_SIZE}, got {grid}")
+        raise BadParameter("grid", f"must be between 1 and {IMAGE_SIZE}, got {grid}")
     if len(levels) < 2:
-        raise BadInput("--levels needs at least 2 values")
+        raise BadParameter("levels", "needs at least 2 values")
     if len(set(levels)) != len(levels):
-        raise BadInput("--levels must be distinct")
+        raise BadParameter("levels", "must be distinct")
     count = pattern_count(grid, len(levels))
     if count > MAX_PATTERNS:
-        raise BadInput(
-            f"{len(levels)} levels on a {grid}x{grid} grid give {count:.3g} patterns "
-            f"(limit {MAX_PATTERNS:,}); use a smaller --grid or fewer --levels"
+        raise BadParameter(
+            "grid", f"{len(levels)} levels on a {grid}x{grid} grid give {count:.3g} patterns "
+            f"(limit {MAX_PATTERNS:,}); use a smaller grid or fewer levels"
         )
     return count
 

@@ -25,11 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.ascent import LEARNING_RATE
 from core.atlas import TOP_IMAGES, map_activations, ratio_to_data_max, read_images, strongest_images
+from core.defaults import LEARNING_RATE
 from core.errors import BadInput
+from core.params import check_params, param
 from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS, coarse_patterns
-from jobs.base import IMAGE_TYPE, ModelSession, Shard
+from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard
 from jobs.oip import best_per_map, start_images
 from jobs.precursor import best_candidates
 
@@ -175,24 +176,25 @@ class AtlasJob:
     layer: str = "conv3"
     grid: int = 3
     levels: tuple[float, ...] = (0.2, 0.5, 0.8)
-    oip_restarts: int = 8
-    oip_epochs: int = 300
-    oip_seed: int = 0
+    oip_restarts: int = param(8, "Random 4-scale starts per map when no oip run has the map.", low=1)
+    oip_epochs: int = param(300, "Ascent steps of those starts.", low=0)
+    oip_seed: int = param(0, "Seed of those starts.", low=0)
     learning_rate: float = LEARNING_RATE
     scale_grids: tuple[int, ...] = SCALE_GRIDS
     scale_amplitudes: tuple[float, ...] = SCALE_AMPLITUDES
     oip_run: str | None = None
-    top_images: int = TOP_IMAGES
-    maps_per_shard: int = 16
+    top_images: int = param(TOP_IMAGES, "Strongest test images kept per map.", low=1)
+    maps_per_shard: int = param(16, "Maps per metrics shard.", low=1)
     inputs: tuple[MapInput, ...] = field(default=(), repr=False, compare=False)
     test_images: np.ndarray | None = field(default=None, repr=False, compare=False)
     test_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     name = "atlas"
+    needs_model = True
+    needs_data = False
 
     def __post_init__(self):
-        if self.oip_restarts < 1 or self.oip_epochs < 0 or self.top_images < 1 or self.maps_per_shard < 1:
-            raise BadInput("atlas: oip restarts, top images and maps per shard must be >= 1, oip epochs >= 0")
+        check_params(self)
         if self.test_images is not None and len(self.test_images) == 0:
             raise BadInput("atlas: the data set has no test images")
 
@@ -227,15 +229,11 @@ def map_inputs(precursor: PrecursorRun, reused: dict[int, ReusedOip] | None = No
 
 
 @dataclass(frozen=True)
-class MetricsPhase:
+class MetricsPhase(CNNPhase):
     job: AtlasJob
     name = "metrics"
     unit = "maps"
     schema = METRICS_SCHEMA
-    needs_model = True
-
-    def shared(self):
-        return None
 
     def shards(self, tables) -> list[Shard]:
         inputs, step = self.job.inputs, self.job.maps_per_shard

@@ -16,21 +16,19 @@ step, PNG paths) in the run folder.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.dream import (
     DREAM_LEARNING_RATE,
     OCTAVE_SCALE,
     Term,
+    parse_objective,
     carve,
     check_tile_grid,
     deep_dream,
@@ -42,14 +40,12 @@ from core.dream import (
     to_model_units,
     to_pixels,
 )
-from core.errors import BadInput
-from core.model import IMAGE_SIZE
-from jobs.base import IMAGE_TYPE, ModelSession, Shard
-from jobs.figures import Panel, image_sheet, save_gray_png, value_width_adjusted
+from core.errors import BadParameter
+from core.model import CONV_LAYERS, IMAGE_SIZE
+from core.params import check_params, param
+from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
 
 DEFAULT_IMAGE = "flower.jpg"  # scikit-learn's bundled sample photo
-DEFAULT_SIZE = 560  # side of the square dream image, px [default]
-CONTRAST_WIDTH = 0.2  # value width of the adjusted panel [default]
 MAX_PANEL_ROWS = 16  # six-panel rows are drawn for at most this many dreams
 THUMBNAIL = 140  # contact-sheet thumbnails, px
 SUMMARY = "summary.parquet"
@@ -73,12 +69,12 @@ DREAM_SCHEMA = pa.schema(
 
 
 # ----- the input image (driver side) --------------------------------------------------------
-def load_image(path: Path | None, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, str]:
+def load_image(path: Path | None, size: int) -> tuple[np.ndarray, str]:
     """The photo to dream on as gray pixels: float32 (size, size) in [0, 1].
 
     ``path`` None = scikit-learn's ``flower.jpg``. Converted to gray (ITU-R 601 luma),
     center-cropped to a square, resized bicubically (core.dream.resize). Returns
-    (pixels, name). Raises BadInput for a missing or unreadable file, a file that is no
+    (pixels, name). Raises BadParameter for a missing or unreadable file, a file that is no
     image, or an image smaller than 28×28.
     """
     from PIL import Image, UnidentifiedImageError
@@ -90,20 +86,18 @@ def load_image(path: Path | None, size: int = DEFAULT_SIZE) -> tuple[np.ndarray,
     else:
         path = Path(path)
         if not path.is_file():
-            raise BadInput(f"--image: no file at {path}")
+            raise BadParameter("image", f"no file at {path}")
         try:
             with Image.open(path) as opened:
                 gray = opened.convert("L")
         except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-            raise BadInput(f"--image: {path} is not an image Pillow can read ({type(error).__name__})") from None
+            raise BadParameter("image", f"{path} is not an image Pillow can read ({type(error).__name__})") from None
         except OSError as error:
-            raise BadInput(f"--image: cannot read {path} ({error})") from None
+            raise BadParameter("image", f"cannot read {path} ({error})") from None
         name = path.name
     width, height = gray.size
     if min(width, height) < IMAGE_SIZE:
-        raise BadInput(f"--image: {name} is {width}x{height} px; the CNN needs at least 28x28")
-    if size < IMAGE_SIZE:
-        raise BadInput(f"--size must be at least 28, got {size}")
+        raise BadParameter("image", f"{name} is {width}x{height} px; the CNN needs at least 28x28")
     pixels = np.asarray(gray, np.float32) / 255.0
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
@@ -118,43 +112,69 @@ def image_checksum(pixels: np.ndarray) -> str:
 
 
 # ----- the job spec -------------------------------------------------------------------------
+DEFAULT_MAP = 56  # the seed's example map of conv3
+
+
 @dataclass(frozen=True)
 class DreamJob:
     """Parameters of ``dreamctl dream``.
 
-    ``image``: gray pixels (H, W) in [0, 1]. Either ``objective`` (one weighted dream) or
-    ``maps`` of ``layer`` (one dream per map, objective 1.0 on that map). With
-    ``octaves == 1`` and ``tile_grid == 1`` a dream is the part-I carving, else the general
-    dream with octaves and rolled tiles.
+    Exactly one of ``map_id`` (one dream on one map; the default, map 56), ``maps`` (one dream
+    per map of ``layer``) and ``objective`` (one dream on a weighted mix). ``image`` is loaded
+    when the spec is built: ``pixels`` gray (size, size) in [0, 1]. With ``octaves == 1`` and
+    ``tile_grid == 1`` a dream is the part-I carving, else the general dream with octaves and
+    rolled tiles.
     """
 
-    image: np.ndarray = field(compare=False, repr=False)
-    image_name: str = DEFAULT_IMAGE
-    layer: str = "conv3"
-    maps: tuple[int, ...] = ()
-    objective: tuple[Term, ...] | None = None
-    iterations: int = 4
-    epochs: int = 40
-    learning_rate: float = DREAM_LEARNING_RATE
-    octaves: int = 1
-    octave_scale: float = OCTAVE_SCALE
-    tile_grid: int = 1
-    seed: int = 0
-    contrast_width: float = CONTRAST_WIDTH
-    maps_per_shard: int = 8
+    map_id: int | None = param(None, f"Dream on one map of --layer. Default: {DEFAULT_MAP} when neither --maps "
+                               "nor --objective is given.", low=0, option="--map")
+    maps: tuple[int, ...] | None = maps_param(None, "One dream per map of --layer: all, a range 0-15, a list 3,7,56, "
+                                              "or a mix; with a contact sheet.")
+    objective: tuple[Term, ...] | None = param(None, "One dream on a weighted mix: 'conv3:56=1.0,conv3:12=0.5,conv2=0.2'. "
+                                               "LAYER alone = the whole layer (weight spread over its maps); no '=W' = weight 1.",
+                                               parse=lambda text, spec: parse_objective(text, CONV_LAYERS))
+    layer: str = layer_param()
+    image: Path | None = param(None, "Photo to dream on (any format Pillow reads): converted to gray, center-cropped "
+                               "to a square. Default: scikit-learn's flower.jpg.")
+    size: int = param(560, "Side of the square dream image, px.", low=IMAGE_SIZE, high=4096)
+    iterations: int = param(4, "Dream steps (per octave): ascent on the 28×28 version or tiles, upscale, re-add the detail.", low=1)
+    epochs: int = param(40, "Ascent steps per dream step.", low=0)
+    learning_rate: float = learning_rate_param(DREAM_LEARNING_RATE, "Ascent step size η on standardized pixels "
+                                               "(OIPs use 0.05; that buries the photo).")
+    octaves: int = param(1, "Image scales, smallest first, each --octave-scale times larger; the detail each scale "
+                         "lost is re-added. 1 = one scale.", low=1)
+    octave_scale: float = param(OCTAVE_SCALE, "Size ratio of successive octaves.", above=1.0)
+    tile_grid: int = param(1, "Cut the image into N×N tiles, each downscaled to 28×28, dreamt in one batch; the grid is "
+                           "rolled randomly at every step (no seams). Fewer tiles at small octaves. 1 = the whole image "
+                           "as one 28×28 view.", low=1)
+    seed: int = param(0, "Seed of the random tile rolls (per map).", low=0)
+    contrast_width: float = param(0.2, "Value width of the last panel: (x − mean)/std · width + 0.5, clipped to [0, 1].",
+                                  low=0.001)
+    maps_per_shard: int = param(8, "At most this many dreams per shard (one batch on an actor).", low=1)
+    pixels: np.ndarray = field(init=False, compare=False, repr=False)
+    image_name: str = field(init=False)
 
     name = "dream"
+    needs_model = True
+    needs_data = False
 
     def __post_init__(self):
-        if np.ndim(self.image) != 2 or min(np.shape(self.image)) < IMAGE_SIZE:
-            raise BadInput(f"the image must be a 2-D array of at least 28x28, got shape {np.shape(self.image)}")
-        if (self.objective is None) == (not self.maps):
-            raise BadInput("a dream job needs either maps or an objective (exactly one of them)")
-        if self.iterations < 1 or self.epochs < 0 or self.maps_per_shard < 1:
-            raise BadInput("iterations and maps per shard must be >= 1, epochs >= 0")
-        height, width = np.shape(self.image)
-        octave_sizes(height, width, self.octaves, self.octave_scale)
-        check_tile_grid(self.tile_grid, height, width)
+        check_params(self)
+        chosen = [flag for flag, value in (("--map", self.map_id), ("--maps", self.maps), ("--objective", self.objective))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise BadParameter("map_id", f"use only one of --map, --maps, --objective (got {' and '.join(chosen)})")
+        if not chosen:
+            object.__setattr__(self, "map_id", DEFAULT_MAP)
+        if self.map_id is not None:
+            check_maps((self.map_id,), self.layer, "map_id")
+        if self.maps is not None:
+            object.__setattr__(self, "maps", check_maps(self.maps, self.layer))
+        pixels, image_name = load_image(self.image, self.size)
+        object.__setattr__(self, "pixels", pixels)
+        object.__setattr__(self, "image_name", image_name)
+        octave_sizes(self.size, self.size, self.octaves, self.octave_scale)
+        check_tile_grid(self.tile_grid, self.size, self.size)
 
     @property
     def carving(self) -> bool:
@@ -162,17 +182,17 @@ class DreamJob:
         return self.octaves == 1 and self.tile_grid == 1
 
     def params(self) -> dict:
-        height, width = np.shape(self.image)
-        params = {key: getattr(self, key) for key in self.__dataclass_fields__ if key not in ("image", "objective")}
+        params = spec_params(self, exclude=("pixels", "image", "objective"))
         params["objective"] = objective_text(self.objective) if self.objective is not None else None
-        params.update(height=int(height), width=int(width), image_checksum=image_checksum(self.image))
+        params["image_checksum"] = image_checksum(self.pixels)
         return params
 
     def dreams(self) -> list[tuple[int, tuple[Term, ...]]]:
         """(map or -1, objective terms) of every dream of the job."""
         if self.objective is not None:
             return [(-1, tuple(self.objective))]
-        return [(m, (Term(self.layer, m, 1.0),)) for m in self.maps]
+        maps = self.maps if self.maps is not None else (self.map_id,)
+        return [(m, (Term(self.layer, m, 1.0),)) for m in maps]
 
     def dream_seed(self, map_id: int) -> tuple[int, ...]:
         """Seed of one dream's random tile rolls."""
@@ -192,15 +212,11 @@ def dreams_per_shard(n_dreams: int, maps_per_shard: int) -> int:
 
 
 @dataclass(frozen=True)
-class DreamPhase:
+class DreamPhase(CNNPhase):
     job: DreamJob
     name = "dreams"
     unit = "dreams"
     schema = DREAM_SCHEMA
-    needs_model = True
-
-    def shared(self):
-        return None
 
     def shards(self, tables) -> list[Shard]:
         dreams = self.job.dreams()
@@ -217,7 +233,7 @@ class DreamPhase:
         objectives = [terms for _, terms in block]
         ascent = session.ascent(objective_layers(objectives))
         weights = objective_weights(ascent, objectives)  # per layer (N, maps)
-        images = np.repeat(to_model_units(job.image, session.standardization)[None], len(block), axis=0)
+        images = np.repeat(to_model_units(job.pixels, session.standardization)[None], len(block), axis=0)
         if job.carving:
             result = carve(ascent, images, weights, job.iterations, job.epochs, job.learning_rate)
         else:
@@ -262,6 +278,7 @@ def dream_images(table: pa.Table, column: str, height: int, width: int) -> np.nd
 def dream_panels(job: DreamJob, dream: np.ndarray, first: np.ndarray, last: np.ndarray, steps: int) -> list[Panel]:
     """The six panels of algorithms.md §4 for one dream: dream (H, W) and the 28×28 views
     after the first and the last of ``steps`` steps, all gray pixels."""
+    from jobs.figures import Panel, value_width_adjusted
     height, width = dream.shape
     what = "28×28 OIP" if job.carving else "28×28 view"
     return [
@@ -287,8 +304,9 @@ def describe(job: DreamJob) -> str:
 def write_dream_outputs(job: DreamJob, table: pa.Table, store) -> list[Path]:
     """PNGs of every dream (and panels / a contact sheet), then ``summary.parquet``.
     Returns the panel and contact-sheet paths, the summary, then the dream PNGs."""
+    from jobs.figures import Panel, image_sheet, save_gray_png
     rows = table.drop_columns(["dream", "view_first", "view_last"]).to_pylist()  # the small columns
-    height, width = np.shape(job.image)
+    height, width = np.shape(job.pixels)
     dreams = dream_images(table, "dream", height, width)  # (N, H, W)
     firsts, lasts = dream_images(table, "view_first", 28, 28), dream_images(table, "view_last", 28, 28)
     dream_paths, panel_paths = [], []
@@ -314,8 +332,8 @@ def write_dream_outputs(job: DreamJob, table: pa.Table, store) -> list[Path]:
 
 
 def write_summary(job: DreamJob, rows: list[dict], dream_paths, panel_paths, sheet_path, store) -> Path:
-    """``summary.parquet`` in the run folder: one row per dream with its parameters, losses
-    and the absolute paths of its PNGs; written to a hidden temp file, then replaced."""
+    """``summary.parquet`` in the run folder (written by the store, with the run's metadata):
+    one row per dream with its parameters, losses and the absolute paths of its PNGs."""
     params = job.params()
     n_rows = len(rows)
     columns = {
@@ -342,10 +360,4 @@ def write_summary(job: DreamJob, rows: list[dict], dream_paths, panel_paths, she
         "panels_png": [str(Path(path).resolve()) if path is not None else None for path in panel_paths],
         "contact_sheet_png": [str(Path(sheet_path).resolve()) if sheet_path is not None else None] * n_rows,
     }
-    table = pa.table(columns)
-    metadata = {b"dreamctl": json.dumps({"run_id": store.run_id, **store.metadata}, default=str).encode()}
-    path = store.path(SUMMARY)
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table.replace_schema_metadata(metadata), temporary)
-    os.replace(temporary, path)
-    return path
+    return store.write_table(SUMMARY, pa.table(columns))

@@ -2,21 +2,23 @@
 
 The pixel matrix (train + test images, float32, 70,000 × 784 for a full set) is the phase's
 ``shared()`` data: the runner puts it in Ray's object store once and every task reads it
-from there. The data set itself never travels with a task (see ``KMeansSweep.__getstate__``).
+from there. The data set itself never travels with a task (see ``jobs.base.DataBound``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from core.data import Dataset
-from core.kmeans import FAST, KMeansSettings, fit_kmeans, pixel_matrix, silhouette
-from jobs.base import Shard
+from core.errors import BadParameter
+from core.kmeans import KMeansSettings, fit_kmeans, pixel_matrix, scale_param, silhouette
+from core.params import check_params, param, parse_int_range, same_as
+from jobs.base import DataBound, Shard
 
 SWEEP_SCHEMA = pa.schema(
     [
@@ -49,44 +51,70 @@ def sweep_images(dataset: Dataset, samples: int | None, seed: int) -> np.ndarray
     return images
 
 
+def parse_silhouette(text: str, spec=None) -> int | None:
+    """'10000' → 10000 points per sample; 'exact' → None (every point); 'none' → 0 (skip)."""
+    text = text.strip().lower()
+    if text in ("exact", "none"):
+        return None if text == "exact" else 0
+    try:
+        return int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} (use a sample size like 10000, exact or none)") from None
+
+
 @dataclass(frozen=True)
-class KMeansSweep:
+class KMeansSweep(DataBound):
     """Parameters of ``dreamctl kmeans sweep``. Defaults: the seed's K range and
     ``max_iter``/``batch_size``; ``n_init=3`` instead of the seed's 500 (docs/PERFORMANCE.md).
 
     samples: cluster a seeded random subset of train + test (None = all).
-    scale: "unit" (pixels / 255) or "standard" (per-pixel z-score), see core.kmeans.
-    silhouette_sample: points per silhouette sample (None = exact, every point).
-    silhouette_repeats: samples per K (0 = no silhouette).
-    dataset: the data; not a parameter (the run id records its identity instead).
+    silhouette_sample: points per silhouette sample (None = exact, every point; 0 = none).
+    silhouette_repeats: samples per K (one when exact).
+    dataset: the data, bound by :meth:`with_data`; not a parameter (the run id records its identity).
     """
 
-    ks: tuple[int, ...] = tuple(range(10, 171, 10))
-    n_init: int = FAST.n_init
-    max_iter: int = FAST.max_iter
-    batch_size: int = FAST.batch_size
-    seed: int = 0
-    scale: str = "unit"
-    samples: int | None = None
-    silhouette_sample: int | None = 10_000
-    silhouette_repeats: int = 3
+    ks: tuple[int, ...] = param(tuple(range(10, 171, 10)), "Values of K (clusters): start:stop:step with stop "
+                                "included, or a list like 40,70,90.", option="--k", parse=lambda text, spec: parse_int_range(text))
+    n_init: int = same_as(KMeansSettings, "n_init")
+    max_iter: int = same_as(KMeansSettings, "max_iter")
+    batch_size: int = same_as(KMeansSettings, "batch_size")
+    seed: int = same_as(KMeansSettings, "seed", help="random_state of every fit; seed of the silhouette samples and of --samples.")
+    scale: str = scale_param()
+    samples: int | None = param(None, "Cluster a seeded random subset of this many images of train + test. "
+                                "Default: all (70,000 for a full set).", low=3)
+    silhouette_sample: int | None = param(10_000, "Silhouette score: points per random sample (an integer), exact "
+                                          "(every point: O(n²), ~2 min per K for 70,000), or none.",
+                                          option="--silhouette", parse=parse_silhouette)
+    silhouette_repeats: int = param(3, "Random samples per K; the score is their mean ± std.", low=1)
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     name = "kmeans"
 
-    def __getstate__(self) -> dict:
-        # Tasks get the pixel matrix through the object store (shared()), never the data set.
-        state = dict(self.__dict__)
-        state["dataset"] = None
-        return state
+    def __post_init__(self) -> None:
+        check_params(self)
+        check_ks(self.ks, None, "ks")
+        if self.silhouette_sample is not None and self.silhouette_sample != 0 and self.silhouette_sample < 2:
+            raise BadParameter("silhouette_sample", f"a sample needs at least 2 points, got {self.silhouette_sample}")
 
-    def params(self) -> dict:
-        return {key: getattr(self, key) for key in self.__dataclass_fields__ if key != "dataset"}
+    def with_data(self, dataset: Dataset) -> "KMeansSweep":
+        """This sweep on ``dataset``: K must stay below the number of images clustered."""
+        n_total = len(dataset.x_train) + len(dataset.x_test)
+        if self.samples is not None and self.samples > n_total:
+            raise BadParameter("samples", f"{self.samples:,} is more than the {n_total:,} images of {dataset.name}")
+        samples = self.samples if self.samples is not None and self.samples < n_total else None
+        n_samples = samples or n_total
+        check_ks(self.ks, n_samples, "ks")
+        if self.silhouette_sample and self.silhouette_sample < n_samples and self.silhouette_sample <= max(self.ks):
+            raise BadParameter("silhouette_sample", f"a sample of {self.silhouette_sample:,} points is too small "
+                               f"for K = {max(self.ks)}; use more points than clusters")
+        return replace(self, samples=samples, dataset=dataset)
 
     def phases(self) -> list:
         return [SweepPhase(self)]
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+        from jobs.figures import elbow_plot, silhouette_plot
+
         frame = tables["sweep"].to_pandas().sort_values("k")
         title = self.describe(frame)
         return [elbow_plot(frame, store.path("elbow.png"), title),
@@ -97,6 +125,16 @@ class KMeansSweep:
         n = int(frame["n_samples"].iloc[0]) if len(frame) else 0
         return (f"MiniBatchKMeans on {name} ({n:,} images): n_init={self.n_init}, max_iter={self.max_iter}, "
                 f"batch_size={self.batch_size}")
+
+
+def check_ks(ks: tuple[int, ...], n_samples: int | None, name: str) -> None:
+    """Every K must satisfy 2 <= K < number of samples clustered (BadParameter otherwise;
+    ``n_samples`` None: the data is not known yet)."""
+    for k in ks:
+        if k < 2:
+            raise BadParameter(name, f"K = {k} is too small; KMeans needs at least 2 clusters")
+        if n_samples is not None and k >= n_samples:
+            raise BadParameter(name, f"K = {k} must be smaller than the number of images clustered ({n_samples:,})")
 
 
 @dataclass(frozen=True)
@@ -118,8 +156,9 @@ class SweepPhase:
     def compute(self, X: np.ndarray, k: int) -> pa.Table:
         job = self.job
         fit = fit_kmeans(X, k, KMeansSettings(job.n_init, job.max_iter, job.batch_size, job.seed))
-        if job.silhouette_repeats > 0:
-            sil = silhouette(X, fit.labels, job.silhouette_sample, job.silhouette_repeats, job.seed)
+        if job.silhouette_sample != 0:
+            repeats = 1 if job.silhouette_sample is None else job.silhouette_repeats
+            sil = silhouette(X, fit.labels, job.silhouette_sample, repeats, job.seed)
             sil_values = (sil.mean, sil.std, sil.sample_size, sil.repeats, sil.exact, sil.seconds)
         else:
             sil_values = (math.nan, math.nan, 0, 0, False, 0.0)
@@ -131,48 +170,3 @@ class SweepPhase:
             "n_samples": len(X), "n_init": job.n_init, "max_iter": job.max_iter, "batch_size": job.batch_size,
         }
         return pa.Table.from_pylist([row], schema=SWEEP_SCHEMA)
-
-
-def elbow_plot(frame, path: Path, title: str) -> Path:
-    """Inertia vs K (look for the elbow) and fit seconds vs K, side by side."""
-    from jobs.figures import save_figure  # sets matplotlib's Agg backend first
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
-    left.plot(frame["k"], frame["inertia"], "o-")
-    left.set_xlabel("number of clusters K")
-    left.set_ylabel("inertia (sum of squared distances)")
-    left.set_title("elbow: inertia vs K")
-    right.plot(frame["k"], frame["fit_seconds"], "o-", label="wall clock")
-    right.plot(frame["k"], frame["fit_cpu_seconds"], "s--", label="process CPU")
-    right.set_xlabel("number of clusters K")
-    right.set_ylabel("fit seconds")
-    right.set_title("fit time vs K")
-    right.legend()
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
-    figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)
-
-
-def silhouette_plot(frame, path: Path, title: str) -> Path:
-    """Mean silhouette coefficient vs K, error bars = std over the samples."""
-    from jobs.figures import save_figure  # sets matplotlib's Agg backend first
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    measured = frame[frame["silhouette_repeats"] > 0]
-    if len(measured):
-        axis.errorbar(measured["k"], measured["silhouette_mean"], yerr=measured["silhouette_std"], fmt="o-", capsize=3)
-        first = measured.iloc[0]
-        how = (f"exact, all {int(first['silhouette_sample']):,} points" if first["silhouette_exact"] else
-               f"mean ± std of {int(first['silhouette_repeats'])} samples of {int(first['silhouette_sample']):,} points")
-    else:
-        how = "not computed (--silhouette none)"
-        axis.text(0.5, 0.5, how, ha="center", va="center", transform=axis.transAxes)
-    axis.set_xlabel("number of clusters K")
-    axis.set_ylabel("mean silhouette coefficient")
-    axis.set_title(f"silhouette vs K ({how})", fontsize=9)
-    axis.grid(alpha=0.3)
-    figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)

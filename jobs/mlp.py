@@ -6,19 +6,17 @@ by default, as the seed did; no labels are used). One shard trains one configura
 writes one row per epoch.
 
 - ``MLPTrainJob`` (``dreamctl mlp train``): one configuration; ``<out>/mlp/<run_id>/``.
-- ``ClustersExperiment`` (``dreamctl experiment clusters``): the reference and one
-  configuration per K, one Ray task each, then the seed's comparison (epochs and CPU
-  seconds to reach given test accuracies, relative to the reference); ``<out>/clusters/<run_id>/``.
+- jobs/clusters.py builds ``dreamctl experiment clusters`` on the same training phase.
 
 The images (uint8) are the phases' ``shared()`` data, put in the object store once; the
-data set never travels with a task (``__getstate__``).
+data set never travels with a task (``jobs.base.DataBound``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,44 +24,54 @@ import numpy as np
 import pyarrow as pa
 
 from core.data import Dataset
-from core.experiment import auto_targets, best_accuracy, ratio, time_to_accuracy
-from core.kmeans import FAST, KMeansSettings, cluster_distance_features, pixel_matrix, scaled_lambda2
+from core.kmeans import FAST, KMeansSettings, cluster_distance_features, pixel_matrix, scale_param, scaled_lambda2
 from core.mlp import MLP, MLPConfig, standardize
-from jobs.base import Shard
+from core.params import check_params, param, parse_ints, same_as
+from jobs.base import DataBound, Shard
+from jobs.kmeans import check_ks
 
 FIT_ON = ("all", "train")  # what KMeans clusters: train + test images (the seed) or train only
 REFERENCE = "reference"
+MLP_PANEL = "MLP"
+KMEANS_PANEL = "Cluster features"
 
 
 @dataclass(frozen=True)
 class MLPSettings:
-    """The MLP's hyperparameters (core.mlp.MLPConfig; defaults are the seed's).
+    """The MLP's hyperparameters, declared as core.mlp.MLPConfig declares them (the seed's
+    defaults), with hidden sizes instead of all layer sizes.
 
-    hidden: hidden layer sizes (input = 784 pixels or K distances, output = 10 classes).
-    lambda2: L2 coefficient for 784 pixel inputs. scale_lambda2: for K cluster inputs use
-    the seed's Lambda2 · K / 784 (False: lambda2 as given).
+    lambda2: L2 coefficient; None = the seed's 0.2, scaled to Lambda2 · K / 784 for K cluster
+    inputs. scale_lambda2: scale a given lambda2 too (None = only the default is scaled).
     """
 
-    hidden: tuple[int, ...] = MLPConfig.layer_sizes[1:-1]
-    lambda2: float = MLPConfig.lambda2
-    scale_lambda2: bool = True
-    learning_rate: float = MLPConfig.learning_rate
-    lr_decrease: float = MLPConfig.lr_decrease
-    momentum: float = MLPConfig.momentum
-    batch_size: int = MLPConfig.batch_size
-    epochs: int = MLPConfig.epochs
-    init_range: float = MLPConfig.init_range
-    eval_every: int = MLPConfig.eval_every
-    seed: int = MLPConfig.seed
-    dtype: str = np.dtype(MLPConfig.dtype).name
+    hidden: tuple[int, ...] = param(MLPConfig.layer_sizes[1:-1], "Hidden layer sizes, comma-separated (input: "
+                                    "784 pixels or K; output: 10 classes).", low=1, parse=parse_ints, panel=MLP_PANEL)
+    lambda2: float | None = same_as(MLPConfig, "lambda2", default=None, panel=MLP_PANEL,
+                                    help="L2 coefficient on the weights (biases excluded). Default: 0.2 for pixels, "
+                                         "0.2·K/784 with --clusters (the seed's rule); a given value is used as is.")
+    scale_lambda2: bool | None = field(default=None)
+    learning_rate: float = same_as(MLPConfig, "learning_rate", panel=MLP_PANEL)
+    lr_decrease: float = same_as(MLPConfig, "lr_decrease", panel=MLP_PANEL)
+    momentum: float = same_as(MLPConfig, "momentum", panel=MLP_PANEL)
+    batch_size: int = same_as(MLPConfig, "batch_size", panel=MLP_PANEL)
+    epochs: int = same_as(MLPConfig, "epochs", panel=MLP_PANEL)
+    init_range: float = same_as(MLPConfig, "init_range", panel=MLP_PANEL)
+    eval_every: int = same_as(MLPConfig, "eval_every", panel=MLP_PANEL)
+    seed: int = same_as(MLPConfig, "seed", panel=MLP_PANEL)
+    dtype: str = param(np.dtype(MLPConfig.dtype).name, "Floating point type of weights and arithmetic.",
+                       choices=("float32", "float64"), panel=MLP_PANEL)
+
+    def __post_init__(self) -> None:
+        check_params(self)
 
     def lambda2_for(self, n_inputs: int, n_pixels: int) -> float:
-        if self.scale_lambda2 and n_inputs != n_pixels:
-            return scaled_lambda2(self.lambda2, n_inputs, n_pixels)
-        return self.lambda2
+        base = MLPConfig.lambda2 if self.lambda2 is None else self.lambda2
+        scale = self.lambda2 is None if self.scale_lambda2 is None else self.scale_lambda2
+        return scaled_lambda2(base, n_inputs, n_pixels) if scale and n_inputs != n_pixels else base
 
     def config(self, n_inputs: int, n_classes: int, n_pixels: int) -> MLPConfig:
-        """The core config for a net with ``n_inputs`` inputs (raises ValueError if invalid)."""
+        """The core config for a net with ``n_inputs`` inputs (raises BadParameter if invalid)."""
         return MLPConfig(
             layer_sizes=(n_inputs, *self.hidden, n_classes), lambda2=self.lambda2_for(n_inputs, n_pixels),
             learning_rate=self.learning_rate, lr_decrease=self.lr_decrease, momentum=self.momentum,
@@ -74,6 +82,24 @@ class MLPSettings:
     @property
     def n_weight_layers(self) -> int:
         return len(self.hidden) + 1
+
+
+def mlp_param() -> Any:
+    return param(MLPSettings(), nested=True)
+
+
+def kmeans_param() -> Any:
+    return param(FAST, nested=True, panel=KMEANS_PANEL)
+
+
+def fit_on_param() -> Any:
+    return param("all", "Images KMeans clusters (never labels): all = train + test (the seed), or train.",
+                 choices=FIT_ON, panel=KMEANS_PANEL)
+
+
+def n_clustered(dataset: Dataset, fit_on: str) -> int:
+    """How many images KMeans clusters for the MLP's features."""
+    return len(dataset.x_train) + (len(dataset.x_test) if fit_on == "all" else 0)
 
 
 def config_name(k: int | None) -> str:
@@ -178,28 +204,11 @@ def train_configuration(data: dict[str, np.ndarray], k: int | None, mlp: MLPSett
     return pa.Table.from_pylist(rows, schema=epochs_schema(mlp.n_weight_layers))
 
 
-class _TrainingJob:
-    """What both MLP jobs share: the data stays out of pickles, params without it."""
-
-    dataset: Dataset | None
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["dataset"] = None
-        return state
-
-    def params(self) -> dict:
-        params = {key: getattr(self, key) for key in self.__dataclass_fields__ if key != "dataset"}
-        for key in ("mlp", "kmeans"):
-            params[key] = asdict(params[key])
-        return params
-
-
 @dataclass(frozen=True)
 class TrainPhase:
     """Train every configuration of ``job.configs``: one shard (and Ray task) each."""
 
-    job: Any  # MLPTrainJob or ClustersExperiment
+    job: Any  # MLPTrainJob or jobs.clusters.ClustersExperiment
     name = "epochs"
     unit = "epochs"
     needs_model = False
@@ -216,24 +225,45 @@ class TrainPhase:
         return [Shard(shard_id=config_name(k), payload=k, n_rows=epochs, n_items=epochs) for k in self.job.configs]
 
     def compute(self, data: dict[str, np.ndarray], k: int | None,
-                on_epoch: Callable[[dict], Any] | None = None) -> pa.Table:
+                on_item: Callable[[str], Any] | None = None) -> pa.Table:
+        """Train one configuration; ``on_item(status)`` after every epoch, with the loss and
+        the last evaluated accuracies (for a progress bar)."""
         job = self.job
-        return train_configuration(data, k, job.mlp, job.kmeans, job.scale, job.fit_on, on_epoch)
+        last = {"train": "—", "test": "—"}
+
+        def on_epoch(row: dict) -> None:
+            if not math.isnan(row["test_acc"]):
+                last.update(train=f"{row['train_acc']:.4f}", test=f"{row['test_acc']:.4f}")
+            on_item(f"loss {row['loss']:.4g}  train {last['train']}  test {last['test']}")
+
+        return train_configuration(data, k, job.mlp, job.kmeans, job.scale, job.fit_on,
+                                   on_epoch if on_item is not None else None)
 
 
 @dataclass(frozen=True)
-class MLPTrainJob(_TrainingJob):
+class MLPTrainJob(DataBound):
     """Parameters of ``dreamctl mlp train``: one MLP on pixels (clusters None) or on the
     distances to K cluster centroids."""
 
-    clusters: int | None = None
-    mlp: MLPSettings = MLPSettings()
-    kmeans: KMeansSettings = FAST
-    scale: str = "unit"
-    fit_on: str = "all"
+    clusters: int | None = param(None, "Train on the standardized distances to K MiniBatchKMeans centroids "
+                                 "instead of the 784 pixels (K inputs). Default: pixels.")
+    mlp: MLPSettings = mlp_param()
+    kmeans: KMeansSettings = kmeans_param()
+    scale: str = scale_param()
+    fit_on: str = fit_on_param()
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     name = "mlp"
+
+    def __post_init__(self) -> None:
+        check_params(self)
+        if self.clusters is not None:
+            check_ks((self.clusters,), None, "clusters")
+
+    def with_data(self, dataset: Dataset) -> "MLPTrainJob":
+        if self.clusters is not None:
+            check_ks((self.clusters,), n_clustered(dataset, self.fit_on), "clusters")
+        return replace(self, dataset=dataset)
 
     @property
     def configs(self) -> tuple[int | None, ...]:
@@ -243,6 +273,8 @@ class MLPTrainJob(_TrainingJob):
         return [TrainPhase(self)]
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+        from jobs.figures import training_curves
+
         frame = tables["epochs"].to_pandas()
         return [training_curves(frame, store.path("curves.png"), self.title(frame))]
 
@@ -252,239 +284,3 @@ class MLPTrainJob(_TrainingJob):
         sizes = "-".join(str(s) for s in (int(row["n_inputs"]), *self.mlp.hidden, 10))
         data = self.dataset.name if self.dataset is not None else "data"
         return f"MLP {sizes} on {what} ({data}), Lambda2 {row['lambda2']:.4g}"
-
-
-@dataclass(frozen=True)
-class ClustersExperiment(_TrainingJob):
-    """Parameters of ``dreamctl experiment clusters``: the reference MLP (pixels) and one
-    per K (cluster distances, Lambda2 scaled by K/784), then the comparison.
-
-    targets: test accuracies to reach (None = auto: the reference's best test accuracy and the
-        best clustered run's, each also minus 0.5 points, like the seed's 97.4 / 97.73 / 97.8 %).
-    """
-
-    ks: tuple[int, ...] = (40, 70, 90)
-    mlp: MLPSettings = MLPSettings()
-    kmeans: KMeansSettings = FAST
-    scale: str = "unit"
-    fit_on: str = "all"
-    targets: tuple[float, ...] | None = None
-    dataset: Dataset | None = field(default=None, repr=False, compare=False)
-
-    name = "clusters"
-
-    @property
-    def configs(self) -> tuple[int | None, ...]:
-        return (None, *self.ks)
-
-    def phases(self) -> list:
-        return [TrainPhase(self), ComparisonPhase(self)]
-
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
-        epochs = tables["epochs"].to_pandas()
-        comparison = tables["comparison"].to_pandas()
-        data = self.dataset.name if self.dataset is not None else "data"
-        title = (f"MLP {'-'.join(map(str, self.mlp.hidden))} on {data}: pixels vs cluster distances "
-                 f"(K = {', '.join(map(str, self.ks))}), {self.mlp.epochs} epochs")
-        return [comparison_plot(epochs, comparison, store.path("comparison.png"), title)]
-
-
-COMPARISON_SCHEMA = pa.schema(
-    [
-        ("config", pa.string()),
-        ("k", pa.int32()),  # 0 = reference
-        ("n_inputs", pa.int32()),
-        ("lambda2", pa.float64()),
-        ("target", pa.float64()),  # test accuracy to reach
-        ("epoch_first", pa.int32()),  # first epoch at or above target (null: never)
-        ("cpu_seconds_first", pa.float64()),  # cumulative training CPU seconds at that epoch
-        ("wall_seconds_first", pa.float64()),
-        ("epoch_stable", pa.int32()),  # from here on every evaluation stays at or above target
-        ("cpu_seconds_stable", pa.float64()),
-        ("speedup_cpu_first", pa.float64()),  # reference CPU to first reach / this CPU to first reach
-        ("speedup_cpu_stable", pa.float64()),  # same for the stable epoch
-        ("speedup_cpu_vs_reference_run", pa.float64()),  # reference's whole-run CPU / this CPU to first reach (the seed's ratio)
-        ("speedup_cpu_first_with_prep", pa.float64()),  # as speedup_cpu_first, KMeans CPU added to this run
-        ("prep_cpu_seconds", pa.float64()),  # KMeans fit + distances
-        ("best_test_acc", pa.float64()),
-        ("best_epoch", pa.int32()),
-        ("best_vs_reference", pa.float64()),  # best_test_acc − the reference's best
-        ("final_test_acc", pa.float64()),
-        ("final_train_acc", pa.float64()),
-        ("total_cpu_seconds", pa.float64()),  # whole training run
-    ]
-)
-
-
-def default_targets(epochs) -> tuple[float, ...]:
-    """Auto targets: the reference's best test accuracy and the best clustered run's, each
-    also minus 0.5 points (core.experiment.auto_targets)."""
-    reference = epochs.loc[epochs["config"] == REFERENCE, "test_acc"].to_numpy()
-    others = epochs.loc[epochs["config"] != REFERENCE].groupby("config")["test_acc"].max().dropna()
-    return auto_targets(reference, tuple(others))
-
-
-def compare(epochs, targets: tuple[float, ...] | None) -> pa.Table:
-    """The seed's comparison from the per-epoch rows of all configurations (a DataFrame):
-    one row per (configuration, target)."""
-    runs = {name: frame.sort_values("epoch") for name, frame in epochs.groupby("config", sort=False)}
-    reference = runs[REFERENCE]
-    if targets is None:
-        targets = default_targets(epochs)
-    ref_reach = {r.target: r for r in time_to_accuracy(reference["test_acc"], reference["cpu_seconds"],
-                                                       reference["seconds"], targets)}
-    ref_best, _ = best_accuracy(reference["test_acc"])
-    ref_total_cpu = float(reference["cpu_seconds"].sum())
-    order = [REFERENCE] + sorted(name for name in runs if name != REFERENCE)
-    rows = []
-    for name in order:
-        run = runs[name]
-        first = run.iloc[0]
-        best, best_epoch = best_accuracy(run["test_acc"])
-        evaluated = run.dropna(subset=["test_acc"])
-        prep_cpu = float(first["prep_cpu_seconds"])
-        for reach in time_to_accuracy(run["test_acc"], run["cpu_seconds"], run["seconds"], targets):
-            ref = ref_reach[reach.target]
-            rows.append({
-                "config": name, "k": int(first["k"]), "n_inputs": int(first["n_inputs"]),
-                "lambda2": float(first["lambda2"]), "target": reach.target,
-                "epoch_first": reach.epoch_first, "cpu_seconds_first": reach.cpu_seconds_first,
-                "wall_seconds_first": reach.wall_seconds_first, "epoch_stable": reach.epoch_stable,
-                "cpu_seconds_stable": reach.cpu_seconds_stable,
-                "speedup_cpu_first": ratio(ref.cpu_seconds_first, reach.cpu_seconds_first),
-                "speedup_cpu_stable": ratio(ref.cpu_seconds_stable, reach.cpu_seconds_stable),
-                "speedup_cpu_vs_reference_run": ratio(ref_total_cpu, reach.cpu_seconds_first),
-                "speedup_cpu_first_with_prep": ratio(ref.cpu_seconds_first, reach.cpu_seconds_first + prep_cpu),
-                "prep_cpu_seconds": prep_cpu,
-                "best_test_acc": best, "best_epoch": best_epoch, "best_vs_reference": best - ref_best,
-                "final_test_acc": float(evaluated["test_acc"].iloc[-1]) if len(evaluated) else math.nan,
-                "final_train_acc": float(evaluated["train_acc"].iloc[-1]) if len(evaluated) else math.nan,
-                "total_cpu_seconds": float(run["cpu_seconds"].sum()),
-            })
-    return pa.Table.from_pylist(rows, schema=COMPARISON_SCHEMA)
-
-
-COMPARISON_INPUT = ("config", "k", "n_inputs", "lambda2", "epoch", "train_acc", "test_acc", "seconds",
-                    "cpu_seconds", "prep_cpu_seconds")
-
-
-@dataclass(frozen=True)
-class ComparisonPhase:
-    """One small task: the comparison table from the trainings' per-epoch rows."""
-
-    job: ClustersExperiment
-    name = "comparison"
-    unit = "rows"
-    schema = COMPARISON_SCHEMA
-    needs_model = False
-
-    def shared(self) -> None:
-        return None
-
-    def shards(self, tables) -> list[Shard]:
-        epochs = tables["epochs"].select(list(COMPARISON_INPUT)).to_pandas()
-        targets = self.job.targets
-        if targets is None:
-            targets = default_targets(epochs)
-        n_rows = len(self.job.configs) * len(targets)
-        return [Shard(shard_id="all", payload=(epochs, tuple(targets)), n_rows=n_rows, n_items=n_rows)]
-
-    def compute(self, context: None, payload) -> pa.Table:
-        epochs, targets = payload
-        return compare(epochs, targets)
-
-
-# ----- figures ------------------------------------------------------------------------------
-def training_curves(frame, path: Path, title: str) -> Path:
-    """Loss (with its L2 share), train/test accuracy, and CPU seconds per weight layer, vs epoch."""
-    from jobs.figures import save_figure  # sets matplotlib's Agg backend first
-    import matplotlib.pyplot as plt
-
-    frame = frame.sort_values("epoch")
-    figure, (cost, accuracy, cpu) = plt.subplots(1, 3, figsize=(17, 4.5), layout="constrained")
-    cost.plot(frame["epoch"], frame["loss"], label="loss (mean batch objective)")
-    cost.set_yscale("log")
-    cost.set_xlabel("epoch")
-    cost.set_ylabel("loss")
-    share = cost.twinx()
-    share.plot(frame["epoch"], frame["l2_share"], color="tab:red", alpha=0.6, label="L2 share")
-    share.set_ylabel("L2 share of the loss", color="tab:red")
-    cost.set_title("cost")
-    evaluated = frame.dropna(subset=["train_acc"])
-    accuracy.plot(evaluated["epoch"], evaluated["train_acc"], label="train", color="tab:orange")
-    accuracy.plot(evaluated["epoch"], evaluated["test_acc"], label="test", color="tab:blue")
-    if len(evaluated):
-        best = evaluated.loc[evaluated["test_acc"].idxmax()]
-        accuracy.axhline(best["test_acc"], ls=":", color="gray", label=f"best test {best['test_acc']:.4f}")
-        low = min(evaluated["test_acc"].quantile(0.1), evaluated["train_acc"].quantile(0.1))
-        accuracy.set_ylim(max(0.0, low - 0.01), 1.0)
-    accuracy.set_xlabel("epoch")
-    accuracy.set_ylabel("accuracy")
-    accuracy.set_title("accuracy")
-    accuracy.legend(loc="lower right")
-    layers = sorted(int(c.rsplit("_", 1)[1]) for c in frame.columns if c.startswith("backward_cpu_s_"))
-    for l in layers:
-        cpu.plot(frame["epoch"], frame[f"backward_cpu_s_{l}"], label=f"backward, weights L{l}→L{l + 1}")
-        cpu.plot(frame["epoch"], frame[f"forward_cpu_s_{l}"], ls="--", label=f"forward, weights L{l}→L{l + 1}")
-    cpu.set_yscale("log")
-    cpu.set_xlabel("epoch")
-    cpu.set_ylabel("CPU seconds per epoch")
-    cpu.set_title("CPU time per layer")
-    cpu.legend(fontsize=7)
-    for axis in (cost, accuracy, cpu):
-        axis.grid(alpha=0.3)
-    figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)
-
-
-def comparison_plot(epochs, comparison, path: Path, title: str) -> Path:
-    """Test accuracy vs epoch and vs CPU seconds for every configuration (targets dotted),
-    and the CPU speedup to reach each target relative to the reference."""
-    from jobs.figures import save_figure  # sets matplotlib's Agg backend first
-    import matplotlib.pyplot as plt
-
-    figure, (by_epoch, by_cpu, speed) = plt.subplots(1, 3, figsize=(17, 4.6), layout="constrained")
-    targets = sorted(comparison["target"].unique())
-    names = [REFERENCE] + sorted(n for n in epochs["config"].unique() if n != REFERENCE)
-    top = max(targets)
-    for name in names:
-        run = epochs[epochs["config"] == name].sort_values("epoch")
-        label = "reference (784 pixels)" if name == REFERENCE else f"K = {int(run['k'].iloc[0])}"
-        evaluated = run.dropna(subset=["test_acc"])
-        cpu = run["cpu_seconds"].cumsum()[evaluated.index]
-        by_epoch.plot(evaluated["epoch"], evaluated["test_acc"], label=label, lw=1)
-        by_cpu.plot(cpu, evaluated["test_acc"], label=label, lw=1)
-        if len(evaluated):
-            top = max(top, float(evaluated["test_acc"].max()))
-    for axis in (by_epoch, by_cpu):
-        for target in targets:
-            axis.axhline(target, ls=":", color="gray", lw=0.8)
-        axis.set_ylim(max(0.0, min(targets) - 0.03), min(1.0, top + 0.005))
-        axis.set_ylabel("test accuracy")
-        axis.grid(alpha=0.3)
-    by_epoch.legend(fontsize=8, loc="lower right")
-    by_cpu.legend(fontsize=8, loc="upper left")
-    by_epoch.set_xlabel("epoch")
-    by_epoch.set_title("test accuracy vs epoch (targets dotted)")
-    by_cpu.set_xscale("log")
-    by_cpu.set_xlabel("cumulative training CPU seconds")
-    by_cpu.set_title("test accuracy vs CPU time")
-    clustered = [n for n in names if n != REFERENCE]
-    width = 0.8 / max(1, len(targets))
-    for i, target in enumerate(targets):
-        rows = comparison[comparison["target"] == target].set_index("config")
-        values = [rows.loc[n, "speedup_cpu_first"] if n in rows.index else math.nan for n in clustered]
-        positions = np.arange(len(clustered)) + (i - (len(targets) - 1) / 2) * width
-        speed.bar(positions, np.nan_to_num(values, nan=0.0), width, label=f"test acc ≥ {target:.4f}")
-        for x, value in zip(positions, values):
-            if math.isnan(value):
-                speed.text(x, 0.02, "never", rotation=90, ha="center", va="bottom", fontsize=7)
-    speed.axhline(1.0, color="black", lw=0.8)
-    speed.set_xticks(np.arange(len(clustered)))
-    speed.set_xticklabels([f"K = {int(n[1:])}" for n in clustered])
-    speed.set_ylabel("CPU speedup vs reference (first reach)")
-    speed.set_title("CPU time to reach the target, reference ÷ clustered\n(0 = never reached)", fontsize=9)
-    speed.legend(fontsize=8)
-    speed.grid(alpha=0.3, axis="y")
-    figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)

@@ -6,16 +6,16 @@ seeded by (seed, map, restart), so results do not depend on how the work was cut
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from core.ascent import LEARNING_RATE
+from core.errors import BadParameter
+from core.params import check_params, param, parse_floats, parse_ints
 from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS, random_multiscale_images
-from jobs.base import IMAGE_TYPE, ModelSession, Shard
-from jobs.figures import image_grid
+from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
 
 OIP_SCHEMA = pa.schema(
     [
@@ -40,25 +40,37 @@ def start_images(seed: int, map_id: int, restarts: int, grids, amplitudes) -> np
 class OipJob:
     """Parameters of ``dreamctl oip``."""
 
-    layer: str = "conv3"
-    maps: tuple[int, ...] = tuple(range(128))
-    epochs: int = 1200
-    restarts: int = 8
-    seed: int = 0
-    learning_rate: float = LEARNING_RATE
-    scale_grids: tuple[int, ...] = SCALE_GRIDS
-    scale_amplitudes: tuple[float, ...] = SCALE_AMPLITUDES
-    maps_per_shard: int = 16
+    layer: str = layer_param()
+    maps: tuple[int, ...] = maps_param()
+    epochs: int = param(1200, "Ascent steps per image.", low=0)
+    restarts: int = param(8, "Random 4-scale start images per map.", low=1)
+    seed: int = param(0, "Seed of the start images (image r of map m is seeded by (seed, m, r)).", low=0)
+    learning_rate: float = learning_rate_param()
+    scale_grids: tuple[int, ...] = param(SCALE_GRIDS, "Cells per side of each random length scale of a start.",
+                                         low=1, high=28, parse=parse_ints)
+    scale_amplitudes: tuple[float, ...] = param(SCALE_AMPLITUDES, "Amplitude of each length scale (one per grid).",
+                                                low=0.0, parse=parse_floats)
+    maps_per_shard: int = param(16, "Maps per shard (each with all its restarts).", low=1)
 
     name = "oip"
+    needs_model = True
+    needs_data = False
+
+    def __post_init__(self):
+        check_params(self)
+        object.__setattr__(self, "maps", check_maps(self.maps, self.layer))
+        if len(self.scale_grids) != len(self.scale_amplitudes):
+            raise BadParameter("scale_amplitudes", f"give one per scale grid ({len(self.scale_grids)})")
 
     def params(self) -> dict:
-        return asdict(self)
+        return spec_params(self)
 
     def phases(self) -> list:
         return [OipPhase(self)]
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+        from jobs.figures import image_grid
+
         best = best_per_map(tables["oips"])
         titles = [f"{m}: {loss:.3g}" + ("" if alive else " dead") for m, loss, alive in
                   zip(best["map"], best["loss"], best["alive"])]
@@ -75,15 +87,11 @@ def best_per_map(table: pa.Table):
 
 
 @dataclass(frozen=True)
-class OipPhase:
+class OipPhase(CNNPhase):
     job: OipJob
     name = "oips"
     unit = "images"
     schema = OIP_SCHEMA
-    needs_model = True
-
-    def shared(self):
-        return None
 
     def shards(self, tables) -> list[Shard]:
         maps = self.job.maps

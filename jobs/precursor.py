@@ -7,17 +7,16 @@ patterns of every map (by score; ties to the lower index) run for the full epoch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.ascent import LEARNING_RATE
+from core.params import check_params, param, parse_floats
 from core.patterns import check_pattern_space, coarse_patterns, precursor_images
-from jobs.base import IMAGE_TYPE, ModelSession, Shard
-from jobs.figures import image_grid
+from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -45,20 +44,25 @@ OIPS_SCHEMA = pa.schema(
 class PrecursorJob:
     """Parameters of ``dreamctl precursor``; defaults are the seed's."""
 
-    layer: str = "conv3"
-    maps: tuple[int, ...] = tuple(range(128))
-    grid: int = 3
-    levels: tuple[float, ...] = (0.2, 0.5, 0.8)
-    test_epochs: int = 10
-    top: int = 8
-    full_epochs: int = 1200
-    learning_rate: float = LEARNING_RATE
-    patterns_per_shard: int = 4096
-    maps_per_oip_shard: int = 16
+    layer: str = layer_param()
+    maps: tuple[int, ...] = maps_param()
+    grid: int = param(3, "Coarse grid cells per side (grid² cells, each one level).", low=1, high=28)
+    levels: tuple[float, ...] = param((0.2, 0.5, 0.8), "Pixel levels a cell can take, comma-separated.",
+                                      low=0.0, high=1.0, parse=parse_floats)
+    test_epochs: int = param(10, "Ascent steps per pattern in phase 1 (its score).", low=0)
+    top: int = param(8, "Best patterns per map that get the full run.", low=1)
+    full_epochs: int = param(1200, "Ascent steps of the phase-2 runs.", low=0)
+    learning_rate: float = learning_rate_param()
+    patterns_per_shard: int = param(4096, "Phase-1 shard size (patterns of one map).", low=1)
+    maps_per_oip_shard: int = param(16, "Phase-2 shard size (maps, each with its top patterns).", low=1)
 
     name = "precursor"
+    needs_model = True
+    needs_data = False
 
     def __post_init__(self):
+        check_params(self)
+        object.__setattr__(self, "maps", check_maps(self.maps, self.layer))
         check_pattern_space(self.grid, self.levels)
 
     @property
@@ -66,12 +70,14 @@ class PrecursorJob:
         return check_pattern_space(self.grid, self.levels)
 
     def params(self) -> dict:
-        return asdict(self)
+        return spec_params(self)
 
     def phases(self) -> list:
         return [ScoresPhase(self), OipsPhase(self)]
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+        from jobs.figures import image_grid
+
         best = best_candidates(tables["oips"])
         titles = [f"{m}: {loss:.3g}" + ("" if alive else " dead")
                   for m, loss, alive in zip(best["map"], best["loss"], best["alive"])]
@@ -113,15 +119,11 @@ def top_candidates(scores: pa.Table, top: int) -> pa.Table:
 
 
 @dataclass(frozen=True)
-class ScoresPhase:
+class ScoresPhase(CNNPhase):
     job: PrecursorJob
     name = "scores"
     unit = "patterns"
     schema = SCORES_SCHEMA
-    needs_model = True
-
-    def shared(self):
-        return None
 
     def shards(self, tables) -> list[Shard]:
         n_patterns = self.job.n_patterns
@@ -151,15 +153,11 @@ class ScoresPhase:
 
 
 @dataclass(frozen=True)
-class OipsPhase:
+class OipsPhase(CNNPhase):
     job: PrecursorJob
     name = "oips"
     unit = "images"
     schema = OIPS_SCHEMA
-    needs_model = True
-
-    def shared(self):
-        return None
 
     def shards(self, tables) -> list[Shard]:
         candidates = top_candidates(tables["scores"], self.job.top).to_pydict()

@@ -24,9 +24,9 @@ def one_error_line(capsys) -> str:
     [
         (["oip", "--maps", "128"], "map 128 is out of range: conv3 has maps 0-127"),
         (["oip", "--maps", "0-128"], "map 128 is out of range"),
-        (["oip", "--layer", "conv9"], "unknown layer 'conv9'"),
+        (["oip", "--layer", "conv9"], "--layer: 'conv9' is not one of conv1, conv2, conv3"),
         (["oip", "--maps", "a-b"], "cannot read 'a-b'"),
-        (["precursor", "--maps", "x"], "cannot read 'x'"),
+        (["precursor", "--maps", "x"], "--maps: cannot read 'x'"),
         (["precursor", "--grid", "9"], "patterns (limit"),
         (["precursor", "--levels", "0.2,zz"], "expected comma-separated numbers"),
         (["precursor", "--epochs-typo", "3"], "No such option"),
@@ -86,9 +86,10 @@ def test_oip_writes_a_row_per_map_and_restart_and_a_grid(cli, capsys, tmp_path, 
 
 
 def test_jobs_train_the_default_model_first(cli, capsys, tmp_path, monkeypatch, ray_local):
-    import cli.train as train_module
+    import cluster.training
+    from core.model import TrainConfig
 
-    monkeypatch.setattr(train_module, "DEFAULTS", train_module.TrainConfig(epochs=1))
+    monkeypatch.setattr(cluster.training, "TrainConfig", lambda: TrainConfig(epochs=1))
     assert cli("oip", "--maps", "4", "--epochs", "2", "--restarts", "1") == 0
     captured = capsys.readouterr()
     assert "No model at models/cnn.keras: training one first" in captured.err

@@ -169,7 +169,7 @@ def _bad_files(tmp_path):
         (["--image", "/no/such/photo.jpg"], "no file at /no/such/photo.jpg"),
         (["--image", "{text}"], "is not an image"),
         (["--image", "{tiny}"], "40x20 px; the CNN needs at least 28x28"),
-        (["--layer", "conv9"], "unknown layer 'conv9'"),
+        (["--layer", "conv9"], "--layer: 'conv9' is not one of"),
         (["--map", "128"], "map 128 is out of range: conv3 has maps 0-127"),
         (["--maps", "0-200"], "map 128 is out of range"),
         (["--objective", "conv3:x=1"], "cannot read the term 'conv3:x=1'"),

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.experiment import auto_targets, best_accuracy, time_to_accuracy
-from jobs.mlp import compare
+from jobs.clusters import compare
 
 EPOCH_COLUMNS = ["config", "k", "n_inputs", "lambda2", "epoch", "learning_rate", "loss", "l2_share", "train_acc",
                  "test_acc", "seconds", "cpu_seconds", "elapsed_seconds", "elapsed_cpu_seconds", "prep_seconds",
@@ -92,7 +92,7 @@ def test_mlp_train_writes_epoch_metrics_curves_and_resumes(cli, capsys, tmp_path
     assert manifest["params"]["mlp"]["epochs"] == 3 and manifest["params"]["clusters"] is None
     assert b"checksum" in pq.read_schema(run_dir / "epochs" / "part-reference.parquet").metadata[b"dreamctl"]
     printed = capsys.readouterr()
-    assert "best test" in printed.out and "train MLP" in printed.err  # the table, the progress bar
+    assert "best test" in printed.out and "mlp: epochs" in printed.err  # the table, the progress (plain lines here)
 
     assert cli("mlp", "train", "--epochs", "3", "--out", "res") == 0  # same options: nothing retrained
     assert "reused" in capsys.readouterr().out
@@ -143,7 +143,7 @@ def test_experiment_trains_reference_and_clusters_and_compares(ray_local, cli, c
         (("mlp", "train", "--hidden", "70,x"), "--hidden"),
         (("mlp", "train", "--dtype", "float16"), "--dtype"),
         (("mlp", "train", "--fit-on", "test"), "--fit-on"),
-        (("mlp", "train", "--learning-rate", "0"), "learning_rate"),
+        (("mlp", "train", "--learning-rate", "0"), "--learning-rate"),
         (("mlp", "train", "--epochs", "0"), "--epochs"),
         (("experiment", "clusters", "--k", "1,40"), "at least 2 clusters"),
         (("experiment", "clusters", "--k", "5000"), "smaller than the number of images"),
