@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11, pip, make):
-#   make run    create .venv, install dreamctl, run the precursor job on the bundled digits
+#   make run    create .venv, install dreamctl, run the precursor job on the bundled digits, write its report
 #   make test   same environment, run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -18,6 +18,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/dreamctl precursor --maps all
+	$(BIN)/dreamctl report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
