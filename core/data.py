@@ -256,16 +256,19 @@ def _read_idx_stream(handle: BinaryIO, path: Path, file_bytes: int | None) -> np
     shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(n_dims))
     n_values = math.prod(shape)  # Python ints: no overflow for absurd headers
     header_bytes = 4 + 4 * n_dims
-    if file_bytes is not None and file_bytes != header_bytes + n_values:
-        # An uncompressed file's size settles it before reading a byte of the body.
+    if file_bytes is not None:  # an uncompressed file's size settles it before reading the body
+        n_present = file_bytes - header_bytes
+        body = _read_at_most(handle, n_values, size_checked=True) if n_present == n_values else b""
+    else:
+        body = _read_at_most(handle, n_values, size_checked=False)
+        n_present = len(body) + (1 if len(body) == n_values and handle.read(1) else 0)
+    if n_present < n_values:
         raise BadInput(f"{path}: IDX header says shape {shape} ({n_values:,} values) "
-                       f"but the file holds {file_bytes - header_bytes:,}")
-    body = _read_at_most(handle, n_values, size_checked=file_bytes is not None)
-    if len(body) < n_values:
-        raise BadInput(f"{path}: IDX header says shape {shape} ({n_values:,} values) "
-                       f"but the file holds only {len(body):,} (truncated?)")
-    if handle.read(1):
-        raise BadInput(f"{path}: more data than the IDX header's shape {shape} ({n_values:,} values)")
+                       f"but the file holds only {n_present:,} (truncated?)")
+    if n_present > n_values:
+        raise BadInput(f"{path}: the file holds more data than its IDX header's shape {shape} ({n_values:,} values)")
+    if len(body) < n_values:  # the file shrank while we read it
+        raise BadInput(f"{path}: IDX file ended while reading (changed on disk?)")
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 

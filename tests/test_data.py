@@ -1,0 +1,351 @@
+"""core.data: every malformed ``--data`` is one BadInput line naming the file and the problem.
+
+Each case builds the bad data set in tmp_path and loads it the way the CLI does,
+``load_dataset(str(path))``. Two cases also go through ``dreamctl`` itself (exit code 2,
+one line on stderr).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import signal
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+from core.data import IDX_NAMES, load_dataset
+from core.errors import BadInput
+
+N_TRAIN, N_TEST = 50, 20
+
+
+def good_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "x_train": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, N_TEST, dtype=np.uint8),
+    }
+
+
+def idx_bytes(array: np.ndarray, shape=None, type_byte: int = 0x08, magic: bytes = b"\0\0") -> bytes:
+    """An IDX file: magic, type, dims, big-endian sizes, then the array's bytes."""
+    shape = array.shape if shape is None else shape
+    header = magic + bytes([type_byte, len(shape)]) + b"".join(int(n).to_bytes(4, "big") for n in shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def idx_folder(root, gz: bool = False, **files: bytes):
+    """The four IDX files of good_arrays() in ``root``; ``files`` replaces some by raw bytes."""
+    root.mkdir(exist_ok=True)
+    arrays = good_arrays()
+    for key, name in IDX_NAMES.items():
+        data = files.get(key, idx_bytes(arrays[key]))
+        if gz:
+            (root / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (root / name).write_bytes(data)
+    return root
+
+
+def npz_file(path, **arrays):
+    """An .npz of good_arrays() with some arrays replaced (None drops one)."""
+    contents = {**good_arrays(), **arrays}
+    np.savez(path, **{key: value for key, value in contents.items() if value is not None})
+    return path
+
+
+def assert_bad(path, *words: str) -> str:
+    """load_dataset(path) raises BadInput: one line naming the file and containing ``words``."""
+    with pytest.raises(BadInput) as caught:
+        load_dataset(str(path))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert path.name in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_good_data_loads_from_idx_gz_idx_and_npz_alike(tmp_path):
+    loaded = [load_dataset(str(idx_folder(tmp_path / "idx"))),
+              load_dataset(str(idx_folder(tmp_path / "gz", gz=True))),
+              load_dataset(str(npz_file(tmp_path / "mnist.npz")))]
+    assert len({data.checksum for data in loaded}) == 1
+    for data in loaded:
+        assert data.x_train.shape == (N_TRAIN, 28, 28) and data.x_train.dtype == np.uint8
+        assert data.y_test.shape == (N_TEST,) and data.y_test.dtype == np.int64
+        assert data.x_train.flags.writeable  # callers may standardize in place
+
+
+# ----- IDX files -----------------------------------------------------------------------
+
+def test_truncated_gz_is_bad_input_not_eof(tmp_path):
+    folder = idx_folder(tmp_path / "f", gz=True)
+    part = folder / f"{IDX_NAMES['x_train']}.gz"
+    part.write_bytes(part.read_bytes()[:300])
+    message = assert_bad(folder, "truncated")
+    assert part.name in message
+
+
+def test_corrupt_gz_is_bad_input(tmp_path):
+    folder = idx_folder(tmp_path / "f", gz=True)
+    part = folder / f"{IDX_NAMES['y_test']}.gz"
+    data = bytearray(part.read_bytes())
+    data[-8] ^= 0xFF  # the CRC in the gzip trailer
+    part.write_bytes(bytes(data))
+    assert_bad(folder, "damaged gzip")
+
+
+def test_gzip_is_recognized_by_content_not_name(tmp_path):
+    folder = idx_folder(tmp_path / "f")
+    name = IDX_NAMES["x_train"]
+    os.rename(folder / name, folder / f"{name}.gz")  # not gzipped despite the name
+    assert load_dataset(str(folder)).checksum == load_dataset(str(idx_folder(tmp_path / "g"))).checksum
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("shape, words", [
+    ((N_TRAIN, 28, 28), ["holds only 0", "truncated"]),  # a file holding only its header
+    ((60000, 28, 28), ["(60000, 28, 28)", "holds only 39,200", "truncated"]),  # the header claims more than is there
+    ((N_TRAIN - 1, 28, 28), ["holds more data"]),  # ... or less
+])
+def test_idx_body_must_match_its_header(tmp_path, gz, shape, words):
+    body = good_arrays()["x_train"] if shape != (N_TRAIN, 28, 28) else np.zeros(0, np.uint8)
+    folder = idx_folder(tmp_path / "f", gz=gz, x_train=idx_bytes(body, shape=shape))
+    assert_bad(folder, "IDX header", *words)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_absurd_idx_dims_allocate_nothing(tmp_path, gz):
+    absurd = (2**32 - 1, 2**32 - 1, 2**32 - 1)
+    folder = idx_folder(tmp_path / "f", gz=gz, x_train=idx_bytes(good_arrays()["x_train"], shape=absurd))
+    tracemalloc.start()
+    try:
+        assert_bad(folder, "IDX header says shape (4294967295")
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 20 << 20  # the real files are ~40 kB; nothing sized by the claim
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", ["not an IDX file"]),
+    (b"\x01\x02\x08\x03" + b"\0" * 12, ["not an IDX file"]),
+    (idx_bytes(np.zeros((N_TRAIN, 28, 28)), type_byte=0x0C), ["type byte 0x0C", "unsigned bytes"]),
+    (idx_bytes(np.zeros((N_TRAIN, 28, 28)), type_byte=0x0D), ["type byte 0x0D", "float32"]),
+    (b"\0\0\x08\x03\0\0\0", ["header cut short"]),
+    (b"\0\0\x08\xff" + b"\0\0\0\x01" * 255, ["255 dimensions"]),
+])
+def test_idx_magic_type_and_header_are_checked(tmp_path, data, words):
+    assert_bad(idx_folder(tmp_path / "f", x_train=data), *words)
+
+
+@pytest.mark.parametrize("key, array, words", [
+    ("x_train", np.zeros((N_TRAIN, 28, 28, 1)), ["(50, 28, 28, 1)", "expected images (N, 28, 28)"]),
+    ("x_train", np.zeros((N_TRAIN, 14, 56)), ["(50, 14, 56)", "expected images"]),
+    ("x_test", np.zeros((N_TEST * 28 * 28,)), ["expected images"]),
+    ("y_train", np.zeros((5, 10)), ["one-hot", "class indices 0..9"]),
+    ("y_train", np.zeros((5, 5, 2)), ["expected labels (N,)"]),
+    ("y_test", np.full(N_TEST, 10), ["labels range 10..10", "0..9"]),
+    ("y_train", np.zeros(N_TRAIN - 10), ["50 images", "40 labels"]),
+])
+def test_idx_shapes_labels_and_counts_are_checked(tmp_path, key, array, words):
+    message = assert_bad(idx_folder(tmp_path / "f", **{key: idx_bytes(array)}), *words)
+    assert IDX_NAMES[key] in message  # the file at fault, not just the folder
+
+
+def test_zero_sample_idx_split_is_bad_input(tmp_path):
+    folder = idx_folder(tmp_path / "f", x_test=idx_bytes(np.zeros((0, 28, 28))), y_test=idx_bytes(np.zeros(0)))
+    assert_bad(folder, "holds 0 images")
+
+
+# ----- folders and things that are not regular files ----------------------------------
+
+def test_folder_missing_one_file(tmp_path):
+    folder = idx_folder(tmp_path / "f")
+    (folder / IDX_NAMES["y_test"]).unlink()
+    assert_bad(folder, f"no {IDX_NAMES['y_test']}", "four MNIST IDX files")
+
+
+def test_a_folder_where_an_idx_file_should_be(tmp_path):
+    folder = idx_folder(tmp_path / "f")
+    (folder / IDX_NAMES["y_test"]).unlink()
+    (folder / IDX_NAMES["y_test"]).mkdir()
+    message = assert_bad(folder, "is a folder, not a regular file")
+    assert IDX_NAMES["y_test"] in message
+
+
+@pytest.fixture
+def fails_instead_of_hanging():
+    """Turn a blocking read (the old behaviour on a FIFO) into a test failure after 10 s."""
+    def on_alarm(signum, frame):
+        raise TimeoutError("loading blocked on a read")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(tmp_path, fails_instead_of_hanging):
+    # Root reads every file, so "unreadable" is simulated by what cannot be read as a file.
+    folder = idx_folder(tmp_path / "f")
+    (folder / IDX_NAMES["x_test"]).unlink()
+    os.mkfifo(folder / IDX_NAMES["x_test"])
+    assert_bad(folder, "FIFO", "not a regular file")
+    os.mkfifo(tmp_path / "mnist.npz")
+    assert_bad(tmp_path / "mnist.npz", "FIFO", "not a regular file")
+
+
+def test_a_broken_link_is_bad_input(tmp_path):
+    (tmp_path / "mnist.npz").symlink_to(tmp_path / "gone.npz")
+    assert_bad(tmp_path / "mnist.npz", "cannot open")
+
+
+def test_nothing_there_is_bad_input(tmp_path):
+    assert_bad(tmp_path / "nothing.npz", "no such file or folder")
+
+
+# ----- npz files -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("keep_bytes", [100, -10, -2000])
+def test_truncated_npz(tmp_path, keep_bytes):
+    path = npz_file(tmp_path / "mnist.npz")
+    path.write_bytes(path.read_bytes()[:keep_bytes])
+    assert_bad(path, "truncated")
+
+
+def test_npz_member_cut_short(tmp_path):
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, array in good_arrays().items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            archive.writestr(f"{key}.npy", buffer.getvalue()[:200] if key == "x_train" else buffer.getvalue())
+    assert_bad(path, "x_train", "truncated")
+
+
+def test_npz_header_claiming_a_terabyte_allocates_nothing(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**12,)})
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in IDX_NAMES:
+            archive.writestr(f"{key}.npy", header.getvalue() + b"\0" * 100)
+    tracemalloc.start()
+    try:
+        assert_bad(path, "1,000,000,000,000 bytes", "truncated")
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 20 << 20
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", ["not an .npz file"]),
+    (b"not a zip", ["not an .npz file"]),
+])
+def test_not_an_npz(tmp_path, content, words):
+    (tmp_path / "mnist.npz").write_bytes(content)
+    assert_bad(tmp_path / "mnist.npz", *words)
+
+
+def test_a_single_npy_is_not_an_npz(tmp_path):
+    np.save(tmp_path / "images.npy", good_arrays()["x_train"])
+    assert_bad(tmp_path / "images.npy", "single .npy", "numpy.savez")
+
+
+def test_npz_missing_an_array(tmp_path):
+    assert_bad(npz_file(tmp_path / "mnist.npz", y_test=None), "missing arrays y_test")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_zero_sample_npz(tmp_path, split):
+    empty = {f"x_{split}": np.zeros((0, 28, 28), np.uint8), f"y_{split}": np.zeros(0, np.uint8)}
+    assert_bad(npz_file(tmp_path / "mnist.npz", **empty), f"x_{split} holds 0 images")
+
+
+@pytest.mark.parametrize("key, array, words", [
+    ("x_train", good_arrays()["x_train"].astype(str), ["dtype <U3", "integers or floats"]),
+    ("x_train", good_arrays()["x_train"].astype("S3"), ["dtype |S3"]),
+    ("x_train", good_arrays()["x_train"].astype(object), ["dtype object"]),
+    ("x_test", good_arrays()["x_test"] > 128, ["dtype bool"]),
+    ("x_test", good_arrays()["x_test"].astype(complex), ["dtype complex128"]),
+    ("y_train", good_arrays()["y_train"].astype(str), ["y_train has dtype <U"]),
+    ("y_test", good_arrays()["y_test"] > 4, ["y_test has dtype bool"]),
+])
+def test_npz_non_numeric_arrays(tmp_path, key, array, words):
+    assert_bad(npz_file(tmp_path / "mnist.npz", **{key: array}), key, *words)
+
+
+FLOAT_PIXELS = good_arrays()["x_train"].astype(np.float64)
+
+
+@pytest.mark.parametrize("images, words", [
+    (np.where(FLOAT_PIXELS > 250, np.nan, FLOAT_PIXELS), ["NaN or infinite"]),
+    (np.where(FLOAT_PIXELS > 250, np.inf, FLOAT_PIXELS), ["NaN or infinite"]),
+    (FLOAT_PIXELS - 5, ["range -5..250", "0..255"]),
+    (FLOAT_PIXELS + 100, ["range 100..355", "0..255"]),
+    (good_arrays()["x_train"].astype(np.int16) + 1, ["range 1..256"]),
+    (np.clip(FLOAT_PIXELS + 0.25, 0, 255), ["fractional pixel values", "whole numbers 0..255"]),
+    (FLOAT_PIXELS / 255, ["lie in [0, 1]", "multiply by 255"]),
+    ((FLOAT_PIXELS > 128).astype(np.uint8), ["0 or 1", "binarized"]),
+])
+def test_npz_pixel_values_must_be_whole_numbers_0_to_255(tmp_path, images, words):
+    assert_bad(npz_file(tmp_path / "mnist.npz", x_train=images), "x_train", *words)
+
+
+def test_npz_integer_valued_float_images_and_flat_rows_are_accepted(tmp_path):
+    arrays = good_arrays()
+    loaded = load_dataset(str(npz_file(tmp_path / "flat.npz", x_train=FLOAT_PIXELS.reshape(N_TRAIN, 784).astype(np.float32),
+                                       y_train=arrays["y_train"].astype(np.float64))))
+    np.testing.assert_array_equal(loaded.x_train, arrays["x_train"])
+    np.testing.assert_array_equal(loaded.y_train, arrays["y_train"])
+
+
+LABELS = good_arrays()["y_train"].astype(np.float64)
+
+
+@pytest.mark.parametrize("labels, words", [
+    (LABELS + 10, ["labels range 10..19"]),
+    (LABELS - 1, ["labels range -1..8"]),
+    (np.where(LABELS > 5, np.nan, LABELS), ["NaN or infinite labels"]),
+    (np.clip(LABELS + 0.5, 0, 9), ["fractional labels", "whole numbers 0..9"]),
+    (LABELS[:10], ["50 images but y_train has 10 labels"]),
+    (np.array(3), ["shape ()"]),
+])
+def test_npz_labels_must_be_classes_0_to_9_one_per_image(tmp_path, labels, words):
+    assert_bad(npz_file(tmp_path / "mnist.npz", y_train=labels), "y_train", *words)
+
+
+# ----- through the CLI: exit code 2 and one line, not "interrupted" or a traceback ------
+
+def assert_one_line_exit_2(cli, capsys, path, *words: str) -> None:
+    exit_code = cli("--data", path, "kmeans", "sweep", "--k", "2,3")
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert exit_code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert path.name in lines[0] and all(word in lines[0] for word in words), lines[0]
+    assert "interrupted" not in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_cli_truncated_gz_exits_2_not_interrupted(cli, capsys, tmp_path):
+    # gzip's EOFError used to reach typer, which treats EOFError as Ctrl-D: exit 3, "interrupted".
+    folder = idx_folder(tmp_path / "f", gz=True)
+    part = folder / f"{IDX_NAMES['x_test']}.gz"
+    part.write_bytes(part.read_bytes()[:300])
+    assert_one_line_exit_2(cli, capsys, folder, part.name, "truncated")
+
+
+def test_cli_nan_labels_exit_2(cli, capsys, tmp_path):
+    path = npz_file(tmp_path / "mnist.npz", y_test=np.full(N_TEST, np.nan))
+    assert_one_line_exit_2(cli, capsys, path, "y_test", "NaN")
