@@ -24,7 +24,7 @@ from cli.precursor import precursor
 from cli.report import report
 from cli.runs import app as runs_app
 from cli.train import train
-from core.errors import BadInput
+from core.errors import BadInput, JobFailed
 
 TYPER_INTERRUPTED = 130  # typer returns 130 after Ctrl-C (standalone_mode=False)
 INTERRUPTED_MESSAGE = "[yellow]interrupted: finished shards are saved; rerun the same command to resume"
@@ -63,8 +63,6 @@ def interrupt_on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn errors into exit codes and one-line messages."""
-    from cluster.store import PartChanged
-
     previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     try:
         exit_code = app(args=argv, standalone_mode=False)
@@ -75,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_BAD_INPUT, f"error: {error.format_message()}")
     except BadInput as error:
         return fail(EXIT_BAD_INPUT, f"error: {error}")
-    except PartChanged as error:
-        return fail(EXIT_FAILED, f"job failed: {error}")
-    except Exception as error:
-        if type(error).__name__ != "JobFailed":  # cluster.scheduler.JobFailed: loading it would load Ray
-            raise
+    except JobFailed as error:
         return fail(EXIT_FAILED, f"job failed: {error}")
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -20,8 +20,8 @@ from cluster.model_file import file_hash
 from cluster.options import RayOptions, RunOptions
 from cluster.progress import JobProgress
 from cluster.store import RunStore
-from core.errors import BadParameter
-from jobs.base import Job, Phase, Shard, run_id
+from core.errors import BadParameter, JobFailed
+from jobs.base import Job, Phase, Shard, non_finite_columns, run_id
 
 
 @dataclass
@@ -147,6 +147,10 @@ def run_here(progress: JobProgress) -> Callable[[Phase, list[Shard], RunStore], 
         context = phase.shared()
         for shard in pending:
             table = phase.compute(context, shard.payload, on_item=progress.item_done)
+            bad_columns = non_finite_columns(table, phase.must_be_finite)
+            if bad_columns:
+                raise JobFailed(f"shard {shard.shard_id} of {phase.name}: non-finite values (nan or inf) in "
+                                f"{', '.join(bad_columns)}")
             store.write_part(phase.name, shard, table)
             progress.advance(0)
 

@@ -12,26 +12,19 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
 from cluster.progress import JobProgress
 from cluster.store import RunStore
 from cluster.worker import compute_task, remote_worker_class
-from core.errors import BadInput
-from jobs.base import Phase, Shard
+from core.errors import BadInput, JobFailed
+from jobs.base import Phase, Shard, non_finite_columns
 
 IN_FLIGHT_PER_WORKER = 2
 MAX_ATTEMPTS = 4  # per shard, on top of Ray's own task retries
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError, ObjectLostError)
-
-
-class JobFailed(RuntimeError):
-    """A shard raised an error in the job's code, returned non-finite numbers, or kept
-    losing its worker."""
 
 
 # ----- what became of a shard --------------------------------------------------------------
@@ -50,10 +43,10 @@ class JobError:
     error: BaseException
 
 
-def classify(ref: ray.ObjectRef, finite: bool) -> Done | WorkerLost | JobError:
-    """Fetch a finished shard's result and say what it is. ``finite``: every float in the
-    table must be finite (CNN phases: losses and images; nan there means the ascent
-    overflowed). Bad input found on a worker is raised as such (exit 2 at the CLI)."""
+def classify(ref: ray.ObjectRef, must_be_finite: tuple[str, ...]) -> Done | WorkerLost | JobError:
+    """Fetch a finished shard's result and say what it is: nan or inf in a column of
+    ``must_be_finite`` (an ascent that overflowed) is a job error. Bad input found on a
+    worker is raised as such (exit 2 at the CLI)."""
     try:
         table = ray.get(ref)
     except RayTaskError as error:
@@ -62,24 +55,10 @@ def classify(ref: ray.ObjectRef, finite: bool) -> Done | WorkerLost | JobError:
         return WorkerLost(error.cause) if isinstance(error.cause, WORKER_LOST) else JobError(error.cause or error)
     except WORKER_LOST as error:
         return WorkerLost(error)
-    bad_columns = non_finite_columns(table) if finite else []
+    bad_columns = non_finite_columns(table, must_be_finite)
     if bad_columns:
         return JobError(FloatingPointError(f"non-finite values (nan or inf) in {', '.join(bad_columns)}"))
     return Done(table)
-
-
-def non_finite_columns(table: pa.Table) -> list[str]:
-    """Names of the float columns (and lists of floats) that hold nan or inf."""
-    bad = []
-    for name, column in zip(table.column_names, table.columns):
-        values = column.combine_chunks()
-        while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or pa.types.is_large_list(values.type):
-            values = values.flatten()
-        if pa.types.is_floating(values.type) and len(values):
-            finite = pc.is_finite(values)
-            if not np.all(finite.to_numpy(zero_copy_only=False)):
-                bad.append(name)
-    return bad
 
 
 # ----- worker pools --------------------------------------------------------------------------
@@ -154,7 +133,7 @@ def run_shards(pool: ActorPool | TaskPool, phase: Phase, shards: list[Shard], st
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
             shard, attempt = in_flight.pop(ref)
             pool.release(ref)
-            match classify(ref, finite=phase.needs_model):
+            match classify(ref, phase.must_be_finite):
                 case Done(table):
                     store.write_part(phase.name, shard, table)
                     progress.advance(shard.n_items)

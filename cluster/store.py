@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.lock import RunLock
-from core.errors import BadInput
+from core.errors import BadInput, JobFailed
 from jobs.files import LinkInTheWay, atomic_symlink, atomic_write_bytes, is_temporary, real_dir
 
 SUCCESS = "_SUCCESS"
@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # jobs.base imports Keras: too slow for a store that only rea
     from jobs.base import Shard
 
 
-class PartChanged(RuntimeError):
+class PartChanged(JobFailed):
     """A committed part no longer matches its commit record while the run reads it."""
 
 

@@ -1,4 +1,4 @@
-"""Errors that mean "the user asked for something impossible" (exit code 2 at the CLI)."""
+"""Errors that end a job: bad input (exit code 2 at the CLI) and a failed job (exit code 1)."""
 
 
 class BadInput(ValueError):
@@ -17,3 +17,8 @@ class BadParameter(BadInput):
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+
+
+class JobFailed(RuntimeError):
+    """A shard raised an error in the job's code, returned non-finite numbers, kept losing
+    its worker, or a stored result changed under the run. The message is one line."""

@@ -234,6 +234,8 @@ class MetricsPhase(CNNPhase):
     name = "metrics"
     unit = "maps"
     schema = METRICS_SCHEMA
+    must_be_finite = ("precursor_loss", "precursor_image", "oip_loss", "oip_image", "data_max", "probability",
+                      "entropy", "top_activations")  # the ratios are nan where data_max is 0
 
     def shards(self, tables) -> list[Shard]:
         inputs, step = self.job.inputs, self.job.maps_per_shard

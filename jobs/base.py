@@ -66,12 +66,15 @@ class ModelSession:
 class Phase(Protocol):
     """One step of a job. ``name`` is its folder under the run dir; ``unit`` names the
     work items in the progress display; ``needs_model`` picks CNN actors (True) or plain
-    tasks that receive ``shared()`` (put in the object store once) as their context."""
+    tasks that receive ``shared()`` (put in the object store once) as their context.
+    ``must_be_finite``: the columns (floats, or lists of floats) that hold no nan or inf in
+    a good result: a shard that returns one fails the job instead of being stored."""
 
     name: str
     unit: str
     schema: pa.Schema
     needs_model: bool
+    must_be_finite: tuple[str, ...]  # columns whose numbers must all be finite (nan there = a failed shard)
 
     def shards(self, tables: dict[str, pa.Table]) -> list[Shard]: ...
 
@@ -105,6 +108,20 @@ class Job(Protocol):
     def phases(self) -> list[Phase]: ...
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]: ...
+
+
+def non_finite_columns(table: pa.Table, columns: Sequence[str]) -> list[str]:
+    """Those of ``columns`` (floats or lists of floats) that hold nan or inf."""
+    import pyarrow.compute as pc
+
+    bad = []
+    for name in columns:
+        values = table.column(name).combine_chunks()
+        while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type):
+            values = values.flatten()
+        if len(values) and not pc.all(pc.is_finite(values)).as_py():
+            bad.append(name)
+    return bad
 
 
 def run_id(job: str, params: dict, model_hash: str | None, data_identity: dict) -> str:

@@ -167,6 +167,7 @@ class ComparisonPhase:
     name = "comparison"
     unit = "rows"
     schema = COMPARISON_SCHEMA
+    must_be_finite = ()  # nan = a target never reached
     needs_model = False
 
     def shared(self) -> None:

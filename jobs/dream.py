@@ -217,6 +217,7 @@ class DreamPhase(CNNPhase):
     name = "dreams"
     unit = "dreams"
     schema = DREAM_SCHEMA
+    must_be_finite = ("losses", "loss_start", "loss_final", "dream", "view_first", "view_last")
 
     def shards(self, tables) -> list[Shard]:
         dreams = self.job.dreams()

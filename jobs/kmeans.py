@@ -143,6 +143,7 @@ class SweepPhase:
     name = "sweep"
     unit = "clusters"  # work per shard grows with K, so the rate and ETA count clusters
     schema = SWEEP_SCHEMA
+    must_be_finite = ("inertia",)  # the silhouette is nan when skipped
     needs_model = False
 
     def shared(self) -> np.ndarray:

@@ -212,6 +212,7 @@ class TrainPhase:
     name = "epochs"
     unit = "epochs"
     needs_model = False
+    must_be_finite = ("loss",)  # accuracies are nan in epochs that were not evaluated
 
     @property
     def schema(self) -> pa.Schema:

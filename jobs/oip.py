@@ -92,6 +92,7 @@ class OipPhase(CNNPhase):
     name = "oips"
     unit = "images"
     schema = OIP_SCHEMA
+    must_be_finite = ("loss", "image")
 
     def shards(self, tables) -> list[Shard]:
         maps = self.job.maps

@@ -124,6 +124,7 @@ class ScoresPhase(CNNPhase):
     name = "scores"
     unit = "patterns"
     schema = SCORES_SCHEMA
+    must_be_finite = ("loss",)
 
     def shards(self, tables) -> list[Shard]:
         n_patterns = self.job.n_patterns
@@ -158,6 +159,7 @@ class OipsPhase(CNNPhase):
     name = "oips"
     unit = "images"
     schema = OIPS_SCHEMA
+    must_be_finite = ("score", "loss", "image")
 
     def shards(self, tables) -> list[Shard]:
         candidates = top_candidates(tables["scores"], self.job.top).to_pydict()
