@@ -109,11 +109,15 @@ def parse_address(address: str) -> RayAddress:
 
 
 def _resolve_auto(text: str) -> RayAddress:
-    """``auto``: the cluster that ``ray start`` last recorded on this machine. Ray would
+    """``auto``: ``$RAY_ADDRESS`` if set (as under ``ray job submit``), else the cluster that
+    ``ray start`` last recorded on this machine. Ray would
     also fall back to any GCS process it finds with ``ps``; on a shared machine that can be
     someone else's Ray, so dreamctl does not."""
     from ray._private.services import find_bootstrap_address
 
+    environment = os.environ.get("RAY_ADDRESS", "").strip()
+    if environment and environment.lower() != "auto":  # ray.init("auto") prefers it too
+        return parse_address(environment)
     recorded = find_bootstrap_address(None)
     if not recorded:
         raise BadInput("Ray address 'auto': no Ray was started with `ray start` on this machine "
@@ -242,14 +246,24 @@ def _token_auth_enabled() -> bool:
     return bool(is_token_auth_enabled())
 
 
-def _connect(address: str, from_environment: bool):
-    """``ray.init`` on an address that passed :func:`check_address`."""
+def check_ray_address(address: str | None) -> RayAddress | None:
+    """Check the address a job will use (``address``, else ``$RAY_ADDRESS``) before any
+    slow work: None when a local Ray will be started. BadInput names ``--address`` or
+    ``$RAY_ADDRESS``, the address, and what failed; it takes at most a few seconds."""
+    from_environment = not address and bool(os.environ.get("RAY_ADDRESS"))
+    address = (address or os.environ.get("RAY_ADDRESS") or "").strip()
+    if not address or address.lower() == "local":
+        return None
     try:
-        check_address(address)
+        return check_address(address)
     except BadInput as error:
         if from_environment:
             raise BadInput(f"$RAY_ADDRESS: {error}") from None
         raise BadParameter("address", str(error)) from None
+
+
+def _connect(address: str):
+    """``ray.init`` on an address that passed :func:`check_ray_address`."""
     try:
         # No runtime_env here: under `ray job submit` it would replace the job's own.
         return ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -303,16 +317,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     here); None = ``$RAY_ADDRESS``, else a local Ray with ``num_cpus`` CPUs (None = all).
     A wrong or unreachable address raises BadInput within a few seconds.
     """
-    from_environment = not address and bool(os.environ.get("RAY_ADDRESS"))
-    address = (address or os.environ.get("RAY_ADDRESS") or "").strip() or None
-    if address is not None and address.lower() == "local":
-        address = None
     started_here = False
     if ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
         context = None
-    elif address:
-        context = _connect(address, from_environment)
+    elif (checked := check_ray_address(address)) is not None:
+        address = checked.text
+        context = _connect(address)
     else:
+        address = None
         context = _start_local(num_cpus)
         started_here = True
     try:

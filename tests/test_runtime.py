@@ -1,0 +1,318 @@
+"""Ray runtime: a wrong address fails fast with one line, impossible actor shapes are
+refused before any actor starts, and a local Ray of ours listens on 127.0.0.1 only.
+
+Only 127.0.0.1 is ever contacted here: no test lets ``ray.init`` run on an address (Ray
+would rewrite 127.0.0.1 to the machine's routable IP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster.runtime import check_address, check_resources, check_ray_address, parse_address, ray_session
+from core.errors import BadInput, BadParameter
+
+ROOT = Path(__file__).parents[1]
+LOOPBACK_IPS = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def no_ray_yet(monkeypatch):
+    """Let ray_session take the connect path even if this pytest process already has a Ray
+    (the check must fail before ray.init is reached: the tests assert it does)."""
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("ray.init reached with a bad address"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+# ----- 1. addresses ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("address, says", [
+    ("127.0.0.1", "no port"),
+    ("127.0.0.1:abc", "port 'abc'"),
+    ("127.0.0.1:70000", "port '70000'"),
+    (":6379", "no host"),
+    ("ray://:10001", "no host"),
+    ("ftp://127.0.0.1:6379", "unknown scheme ftp://"),
+    ("http://127.0.0.1:8265", "ray job submit --address http://127.0.0.1:8265"),
+])
+def test_malformed_address_is_one_clear_line(address, says):
+    with pytest.raises(BadInput) as caught:
+        parse_address(address)
+    message = str(caught.value)
+    assert says in message and "\n" not in message
+    assert address.split("://")[-1] in message
+
+
+def test_address_forms():
+    assert parse_address("ray://127.0.0.1").endpoint == "127.0.0.1:10001"
+    assert parse_address("ray://localhost:10002").kind == "client"
+    assert parse_address(" 127.0.0.1:6379 ").endpoint == "127.0.0.1:6379"
+    assert parse_address("[::1]:6379").endpoint == "[::1]:6379"
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_closed_port_ends_fast_with_bad_input(no_ray_yet, scheme):
+    address = f"{scheme}127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(BadParameter) as caught:
+        with ray_session(address):
+            pass
+    assert time.monotonic() - started < 10
+    assert caught.value.parameter == "address"
+    assert address in str(caught.value) and "connection refused" in str(caught.value)
+
+
+def test_unknown_host_is_named(no_ray_yet):
+    with pytest.raises(BadInput, match=r"unknown host 'no-such-host\.invalid'"):
+        with ray_session("no-such-host.invalid:6379"):
+            pass
+
+
+def test_bad_ray_address_variable_is_named(no_ray_yet, monkeypatch):
+    address = f"127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(BadInput, match=rf"^\$RAY_ADDRESS: Ray address {address}: connection refused"):
+        with ray_session():
+            pass
+
+
+def test_auto_without_ray_start_is_bad_input(no_ray_yet, monkeypatch):
+    import ray._private.services as services
+
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    with pytest.raises(BadInput, match="no Ray was started with `ray start`"):
+        check_ray_address("auto")
+
+
+def test_auto_follows_ray_address_variable(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6380")
+    assert parse_address("auto").endpoint == "127.0.0.1:6380"
+
+
+class Listener:
+    """A TCP server on 127.0.0.1 that accepts and then says ``reply`` (or nothing)."""
+
+    def __init__(self, reply: bytes | None):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.reply = reply
+        self.connections = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            if self.reply is not None:
+                connection.recv(1024)
+                connection.sendall(self.reply)
+                connection.close()
+
+    def close(self):
+        for connection in self.connections:
+            connection.close()
+        self.server.close()
+
+
+@pytest.mark.parametrize("reply, heard", [
+    (None, "no gRPC answer within 1 s"),
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "not gRPC"),
+    (b"", "the connection was closed"),
+])
+def test_a_listener_that_is_not_ray_is_refused(reply, heard):
+    listener = Listener(reply)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BadInput) as caught:
+            check_address(f"127.0.0.1:{listener.port}", timeout_s=1.0)
+        assert time.monotonic() - started < 5
+        assert f"127.0.0.1:{listener.port}" in str(caught.value) and heard in str(caught.value)
+    finally:
+        listener.close()
+
+
+def test_a_grpc_server_passes_the_check():
+    grpc = pytest.importorskip("grpc")
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        assert check_address(f"127.0.0.1:{port}", timeout_s=2.0).port == port
+        assert check_address(f"ray://127.0.0.1:{port}", timeout_s=2.0).kind == "client"
+    finally:
+        server.stop(None)
+
+
+# ----- 2. resources ----------------------------------------------------------------------
+
+def fake_nodes(monkeypatch, *nodes: tuple[float, float], dead: tuple[float, float] | None = None):
+    import ray
+
+    listed = [{"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}}
+              for cpus, gpus in nodes]
+    if dead:
+        listed.append({"Alive": False, "Resources": {"CPU": dead[0], "GPU": dead[1]}})
+    monkeypatch.setattr(ray, "nodes", lambda: listed)
+
+
+def test_more_cpus_per_actor_than_any_node_is_refused(ray_local):
+    cpus = max(node["Resources"]["CPU"] for node in ray_local.nodes() if node["Alive"])
+    with pytest.raises(BadParameter) as caught:
+        check_resources(cpus + 1, 0)
+    assert caught.value.parameter == "cpus_per_actor"
+    assert f"{cpus:g} CPUs" in caught.value.message and "\n" not in caught.value.message
+    assert check_resources(cpus, 0).max_actors >= 1
+
+
+def test_actors_never_span_nodes(monkeypatch):
+    fake_nodes(monkeypatch, (3, 0), (3, 0), dead=(64, 8))
+    capacity = check_resources(2, 0)
+    assert (capacity.nodes, capacity.cpus, capacity.max_actors) == (2, 6, 2)  # not 6 // 2 = 3
+    with pytest.raises(BadParameter, match="at most 3 CPUs .* on one node"):
+        check_resources(4, 0)  # 6 CPUs in total, but no node has 4
+    with pytest.raises(BadParameter) as caught:
+        check_resources(2, 0, actors=3)
+    assert caught.value.parameter == "actors" and "at most 2" in caught.value.message
+
+
+def test_gpus_that_do_not_exist_are_refused(monkeypatch):
+    fake_nodes(monkeypatch, (8, 0))
+    with pytest.raises(BadParameter, match="0.5 GPUs per actor, but the cluster has 1 node, 8 CPUs, 0 GPUs"):
+        check_resources(1, 0.5)
+
+
+def test_fractional_and_whole_gpus(monkeypatch):
+    fake_nodes(monkeypatch, (8, 1), (8, 2))
+    assert check_resources(1, 0.5).max_actors == 2 + 4
+    assert check_resources(1, 2).max_actors == 1
+    with pytest.raises(BadParameter, match="no node has 3 GPUs"):
+        check_resources(1, 3)
+    with pytest.raises(BadParameter, match="whole number"):
+        check_resources(1, 1.5)
+    fake_nodes(monkeypatch, (8, 0.25))
+    with pytest.raises(BadParameter, match="no node has 0.5 GPUs"):
+        check_resources(1, 0.5)
+
+
+# ----- 3. a local Ray of ours listens on loopback only --------------------------------------
+
+PROBE = textwrap.dedent("""
+    import json, os, socket, sys
+    sys.path.insert(0, sys.argv[1])
+    import ray
+    from cluster.runtime import check_address, ray_session
+    from tests.test_runtime import listening_sockets, process_tree
+
+    with ray_session(num_cpus=1) as info:
+        @ray.remote(num_cpus=0)
+        class Probe:
+            def pid(self):
+                return os.getpid()
+
+        @ray.remote
+        def task_pid():
+            return os.getpid()
+
+        probe = Probe.remote()  # kept alive while the sockets are listed
+        worker_pids = [ray.get(probe.pid.remote()), ray.get(task_pid.remote())]
+        gcs = ray.get_runtime_context().gcs_address
+        check_address(gcs, timeout_s=5.0)  # our own GCS passes the pre-check
+        pids = process_tree(os.getpid())
+        print(json.dumps({"info": info.__dict__, "gcs": gcs, "pids": pids, "worker_pids": worker_pids,
+                          "listeners": listening_sockets(pids)}))
+""")
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (Linux /proc)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # the process just ended
+        for task in tasks:
+            try:
+                todo += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+            except OSError:
+                pass  # the thread just ended
+    return found
+
+
+def listening_sockets(pids: list[int]) -> list[dict]:
+    """Listening TCP sockets (IPv4 and IPv6) held by ``pids``: pid, command, ip, port."""
+    by_inode = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            hex_ip, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_ip)  # 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            by_inode[fields[9]] = (socket.inet_ntop(family, raw), int(hex_port, 16))
+    found = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue  # ended meanwhile
+        for link in links:
+            if link.startswith("socket:[") and link[8:-1] in by_inode:
+                ip, port = by_inode[link[8:-1]]
+                found.append({"pid": pid, "command": os.path.basename(command), "ip": ip, "port": port})
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_ray_listens_on_loopback_only_with_token_auth():
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["RAY_AUTH_MODE"] = "disabled"  # dreamctl's local Ray keeps token auth on regardless
+    result = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["info"]["started_here"] and report["info"]["token_auth"]
+    listeners = report["listeners"]
+    exposed = [item for item in listeners if item["ip"] not in LOOPBACK_IPS]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    # The measurement saw the session's servers: GCS, raylet (2), dashboard and workers.
+    gcs_port = int(report["gcs"].rsplit(":", 1)[1])
+    assert report["gcs"].startswith("127.0.0.1:")
+    assert any(item["port"] == gcs_port and item["command"] == "gcs_server" for item in listeners)
+    assert sum(item["command"] == "raylet" for item in listeners) >= 2
+    assert {item["pid"] for item in listeners} >= set(report["worker_pids"])
+    assert report["info"]["dashboard_url"].startswith("http://127.0.0.1:")
+    # ... and the session's processes are gone once ray_session has ended.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in report["pids"]):
+        time.sleep(0.5)
+    assert not [pid for pid in report["pids"] if os.path.exists(f"/proc/{pid}")]
