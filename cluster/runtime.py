@@ -301,12 +301,26 @@ def _start_local(num_cpus: int | None):
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         if auth_mode is not None:
             os.environ["RAY_AUTH_MODE"] = auth_mode
+    _tighten_token_file()
     node_ip = context.address_info.get("node_ip_address")
     if node_ip != LOOPBACK or not _token_auth_enabled():
         ray.shutdown()
         raise RuntimeError(f"the local Ray came up on {node_ip} with token authentication "
                            f"{'on' if _token_auth_enabled() else 'off'}; refusing to run on it")
     return context
+
+
+def _tighten_token_file() -> None:
+    """Ray writes ~/.ray/auth_token with the umask's mode (often world-readable): the token
+    is the only thing between other local users and our loopback ports, so keep it ours."""
+    from pathlib import Path
+
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        if token_file.stat().st_mode & 0o077 and token_file.owner() == Path.home().owner():
+            token_file.chmod(0o600)
+    except (OSError, KeyError):
+        pass  # no token file (token from RAY_AUTH_TOKEN) or not ours to change
 
 
 @contextmanager

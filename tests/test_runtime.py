@@ -311,6 +311,8 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
     assert sum(item["command"] == "raylet" for item in listeners) >= 2
     assert {item["pid"] for item in listeners} >= set(report["worker_pids"])
     assert report["info"]["dashboard_url"].startswith("http://127.0.0.1:")
+    token_file = Path.home() / ".ray" / "auth_token"  # the token guards those ports from other local users
+    assert not token_file.exists() or not token_file.stat().st_mode & 0o077
     # ... and the session's processes are gone once ray_session has ended.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in report["pids"]):
