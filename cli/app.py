@@ -66,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     try:
         exit_code = app(args=argv, standalone_mode=False)
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort as error:
+        if isinstance(error.__context__, EOFError):  # click reads any EOFError as Ctrl-D: a real one is a failure
+            return fail(EXIT_FAILED, f"job failed: unexpected end of a file ({error.__context__})")
+        err.print(INTERRUPTED_MESSAGE)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
         err.print(INTERRUPTED_MESSAGE)
         return EXIT_INTERRUPTED
     except UsageError as error:

@@ -67,14 +67,18 @@ def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec
     if ray_options is None:
         with JobProgress(console) as progress:
             return job, run_phases(job, run, progress, run_here(progress), model_path, data_identity)
-    from cluster.runtime import ray_session
+    from cluster.runtime import check_resources, ray_session
 
     with ray_session(ray_options.address) as ray_info:
         where = "local Ray" if ray_info.started_here else f"Ray at {ray_info.address}"
         console.print(f"{where}: {ray_info.cpus:g} CPUs, {ray_info.gpus:g} GPUs"
                       + (f"; dashboard {ray_info.dashboard_url}" if ray_info.dashboard_url else ""))
+        n_actors = 0
+        if job.needs_model:  # refused here, before any actor is asked for (Ray would wait forever)
+            capacity = check_resources(ray_options.cpus_per_actor, ray_options.gpus_per_actor, ray_options.actors)
+            n_actors = ray_options.actors or capacity.max_actors
         with JobProgress(console) as progress:
-            return job, run_on_ray(job, run, ray_options, ray_info, progress, model_path, data_identity)
+            return job, run_on_ray(job, run, ray_options, n_actors, ray_info, progress, model_path, data_identity)
 
 
 def run_phases(job: Job, run: RunOptions, progress: JobProgress,
@@ -113,10 +117,10 @@ def run_phases(job: Job, run: RunOptions, progress: JobProgress,
     return outcome
 
 
-def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, ray_info, progress: JobProgress,
+def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, n_actors: int, ray_info, progress: JobProgress,
                model_path: Path | None, data_identity: dict) -> RunOutcome:
-    """CNN phases on ``CNNWorker`` actors (started once, at the first phase that needs
-    them), the others as plain tasks."""
+    """CNN phases on ``n_actors`` ``CNNWorker`` actors (started once, at the first phase that
+    needs them), the others as plain tasks."""
     from cluster.scheduler import ActorPool, TaskPool, run_shards
 
     actor_pools: list[ActorPool] = []
@@ -124,9 +128,8 @@ def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, ray_info, pro
     def compute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
         if phase.needs_model:
             if not actor_pools:
-                n_actors = ray_options.n_actors(ray_info.cpus, ray_info.gpus)
                 actor_pools.append(ActorPool(model_path, n_actors, ray_options.cpus_per_actor,
-                                             ray_options.gpus_per_actor, ray_options.chunk_size))
+                                             ray_options.gpus_per_actor, ray_options.chunk_size, ray_options.precision))
             pool = actor_pools[0]
         else:
             pool = TaskPool(phase, max(1, int(ray_info.cpus)))

@@ -50,7 +50,7 @@ class TrainConfig:
     learning_rate: float = param(0.01, "SGD learning rate of the first epoch.", above=0.0)
     lr_decay: float = param(0.9, "Learning-rate factor per epoch: epoch e uses learning_rate · lr_decay^e.", low=0.0, high=1.0)
     momentum: float = param(0.9, "SGD momentum.", low=0.0, high=1.0)
-    dense_units: int = param(70, "Width of the dense layer.", low=1)
+    dense_units: int = param(70, "Width of the dense layer.", low=1, high=10_000)
     dense_l2: float = param(1e-3, "L2 coefficient on the dense layer's kernel.", low=0.0)
     seed: int = param(0, "Random seed of the weights and the shuffling.", low=0)
 

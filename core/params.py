@@ -165,7 +165,8 @@ def _check_number(name: str, number: Any, declaration: Param) -> None:
     if declaration.low is not None and number < declaration.low or (
             declaration.high is not None and number > declaration.high) or (
             declaration.above is not None and number <= declaration.above):
-        raise BadParameter(name, f"must be {declaration.describe()}, got {number:g}")
+        raise BadParameter(name, f"must be {declaration.describe()}, got {number:g}" if isinstance(number, float)
+                           else f"must be {declaration.describe()}, got {number}")
 
 
 # ----- text forms of the CLI ---------------------------------------------------------------

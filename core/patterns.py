@@ -76,7 +76,7 @@ def check_pattern_space(grid: int, levels: Sequence[float]) -> int:
     count = pattern_count(grid, len(levels))
     if count > MAX_PATTERNS:
         raise BadParameter(
-            "grid", f"{len(levels)} levels on a {grid}x{grid} grid give {count:.3g} patterns "
+            "grid", f"{len(levels)} levels on a {grid}x{grid} grid give {len(levels)}^{grid * grid} patterns "
             f"(limit {MAX_PATTERNS:,}); use a smaller grid or fewer levels"
         )
     return count

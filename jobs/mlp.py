@@ -46,7 +46,8 @@ class MLPSettings:
     """
 
     hidden: tuple[int, ...] = param(MLPConfig.layer_sizes[1:-1], "Hidden layer sizes, comma-separated (input: "
-                                    "784 pixels or K; output: 10 classes).", low=1, parse=parse_ints, panel=MLP_PANEL)
+                                    "784 pixels or K; output: 10 classes).", low=1, high=10_000, parse=parse_ints,
+                                    panel=MLP_PANEL)
     lambda2: float | None = same_as(MLPConfig, "lambda2", default=None, panel=MLP_PANEL,
                                     help="L2 coefficient on the weights (biases excluded). Default: 0.2 for pixels, "
                                          "0.2·K/784 with --clusters (the seed's rule); a given value is used as is.")

@@ -2,6 +2,9 @@
 
 One shard = a block of maps × all their restarts; each (map, restart) start image is
 seeded by (seed, map, restart), so results do not depend on how the work was cut.
+With ``--warmup W`` (issue 13) the first W steps follow a surrogate that has a gradient
+where the map is off everywhere (``--warmup-kind``, see ``core.ascent``), the rest the
+map's post-ReLU mean: starts that plain ascent leaves dead can wake up.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ OIP_SCHEMA = pa.schema(
 )
 
 
+# core.ascent.WARMUP_KINDS, repeated here because importing core.ascent loads TensorFlow
+# (--help must not); tests/test_jobs_options.py checks that the two agree.
+WARMUP_KINDS = ("pre_relu", "leaky_relu")
+
+
 def start_images(seed: int, map_id: int, restarts: int, grids, amplitudes) -> np.ndarray:
     """The ``restarts`` random 4-scale start images of one map, float32 (R, 28, 28)."""
     return np.concatenate(
@@ -43,9 +51,13 @@ class OipJob:
     layer: str = layer_param()
     maps: tuple[int, ...] = maps_param()
     epochs: int = param(1200, "Ascent steps per image.", low=0)
-    restarts: int = param(8, "Random 4-scale start images per map.", low=1)
+    restarts: int = param(8, "Random 4-scale start images per map.", low=1, high=100_000)
     seed: int = param(0, "Seed of the start images (image r of map m is seeded by (seed, m, r)).", low=0)
     learning_rate: float = learning_rate_param()
+    warmup: int = param(0, "Warm-up steps: the first W of --epochs follow --warmup-kind (a gradient even where the "
+                        "map is off everywhere), the rest the post-ReLU mean; 0 = none.", low=0)
+    warmup_kind: str = param("pre_relu", "Warm-up objective: pre_relu (mean before the ReLU) or leaky_relu (post-ReLU "
+                             "mean with a leaky ReLU gradient).", choices=WARMUP_KINDS)
     scale_grids: tuple[int, ...] = param(SCALE_GRIDS, "Cells per side of each random length scale of a start.",
                                          low=1, high=28, parse=parse_ints)
     scale_amplitudes: tuple[float, ...] = param(SCALE_AMPLITUDES, "Amplitude of each length scale (one per grid).",
@@ -59,6 +71,8 @@ class OipJob:
     def __post_init__(self):
         check_params(self)
         object.__setattr__(self, "maps", check_maps(self.maps, self.layer))
+        if self.warmup > self.epochs:
+            raise BadParameter("warmup", f"must be at most the epochs ({self.epochs}), got {self.warmup}")
         if len(self.scale_grids) != len(self.scale_amplitudes):
             raise BadParameter("scale_amplitudes", f"give one per scale grid ({len(self.scale_grids)})")
 
@@ -113,7 +127,8 @@ class OipPhase(CNNPhase):
             [start_images(job.seed, m, job.restarts, job.scale_grids, job.scale_amplitudes) for m in map_block]
         )
         map_ids = np.repeat(np.asarray(map_block), job.restarts)
-        result = session.ascent([job.layer]).run_maps(images, job.layer, map_ids, job.epochs, job.learning_rate)
+        result = session.ascent([job.layer]).run_maps(images, job.layer, map_ids, job.epochs, job.learning_rate,
+                                                      warmup=job.warmup, warmup_kind=job.warmup_kind)
         return pa.table(
             {
                 "layer": [job.layer] * len(map_ids),
