@@ -20,8 +20,9 @@ class RayOptions:
     """Where the job runs and what each CNN worker gets. ``actors`` None = as many as the
     cluster's nodes can hold at once (cluster.runtime.check_resources)."""
 
-    address: str | None = param(None, "Ray cluster address (ray://host:10001, host:6379 or auto). Default: "
-                                "$RAY_ADDRESS, else a local Ray on 127.0.0.1.", panel=RAY_PANEL)
+    address: str | None = param(None, "Ray cluster address: host:6379, ray://host:10001, auto (the cluster "
+                                "`ray start` recorded) or local (start one here even if $RAY_ADDRESS is set). "
+                                "Default: $RAY_ADDRESS, else a local Ray on 127.0.0.1.", panel=RAY_PANEL)
     actors: int | None = param(None, "Number of CNNWorker actors. Default: as many as the nodes hold (CPUs ÷ "
                                "--cpus-per-actor, GPUs ÷ --gpus-per-actor).",
                                low=1, panel=RAY_PANEL)

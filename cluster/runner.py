@@ -51,6 +51,10 @@ def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec
     process when None (model-free jobs only). Returns the job (bound to its data when it
     needs data) and the outcome."""
     check_out_folder(run.out)
+    if ray_options is not None:
+        from cluster.runtime import check_ray_address
+
+        check_ray_address(ray_options.address)  # seconds, not minutes: before the data and the model
     model_path, data_identity = None, None
     if job.needs_data:
         from core.data import load_dataset
