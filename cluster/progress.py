@@ -85,3 +85,7 @@ class JobProgress:
 
     def log(self, message: str) -> None:
         self.console.print(message)
+
+    def warn(self, message: str) -> None:
+        """One warning line in yellow; the text is printed as is (paths may hold '[')."""
+        self.console.print(Text(message, style="yellow"))

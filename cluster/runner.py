@@ -95,7 +95,7 @@ def run_phases(job: Job, run: RunOptions, progress: JobProgress,
     params = job.params()
     rid = run_id(job.name, params, model_hash, data_identity)
     metadata = {"params": params, "model_hash": model_hash, "data": data_identity}
-    with RunStore(run.out, job.name, rid, metadata, warn=progress.log) as store:
+    with RunStore(run.out, job.name, rid, metadata, warn=progress.warn) as store:
         store.open(run.fresh)
         outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
         all_shards = {}
