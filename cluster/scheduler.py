@@ -66,12 +66,13 @@ class ActorPool:
     """``n_actors`` CNNWorker actors, each with its own copy of the model; a shard goes to
     the actor with the fewest shards in flight."""
 
-    def __init__(self, model_path: Path, n_actors: int, cpus_per_actor: float, gpus_per_actor: float, chunk_size: int):
+    def __init__(self, model_path: Path, n_actors: int, cpus_per_actor: float, gpus_per_actor: float, chunk_size: int,
+                 precision: str = "float32"):
         self._model = [ray.put(Path(model_path).read_bytes())]  # nested: actors fetch it themselves
         worker_class = remote_worker_class()
         self.actors = [
             worker_class.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(
-                max(1, round(cpus_per_actor)), gpus_per_actor > 0, chunk_size
+                max(1, round(cpus_per_actor)), gpus_per_actor > 0, chunk_size, precision
             )
             for _ in range(n_actors)
         ]

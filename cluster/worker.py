@@ -17,16 +17,21 @@ class CNNWorker:
     """Holds the CNN and computes shards with it.
 
     ``num_cpus`` sets TensorFlow's thread pools; ``use_gpu`` turns on memory growth on the
-    GPU Ray assigned, and CPU-only actors see no GPU at all. The model arrives with the
+    GPU Ray assigned, and CPU-only actors see no GPU at all. ``precision`` ("float32" or
+    "tf32", see RayOptions) turns TensorFloat-32 matrix products off or on; TensorFlow's
+    own default is on, which changes GPU results at ~1e-3. The model arrives with the
     first shard as ``[ObjectRef of the model file's bytes]`` (nested, so only a reference
     travels) and is loaded once per actor process, again after a restart.
     """
 
-    def __init__(self, num_cpus: int, use_gpu: bool, chunk_size: int):
+    def __init__(self, num_cpus: int, use_gpu: bool, chunk_size: int, precision: str = "float32"):
         if not use_gpu:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         import tensorflow as tf
 
+        # before any op or model exists: kernels pick their math mode when they are built
+        tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+        self.precision = precision
         tf.config.threading.set_intra_op_parallelism_threads(max(1, int(num_cpus)))
         tf.config.threading.set_inter_op_parallelism_threads(max(1, int(num_cpus)))
         for gpu in tf.config.list_physical_devices("GPU"):
@@ -45,6 +50,20 @@ class CNNWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def settings(self) -> dict:
+        """What this actor's TensorFlow runs with: {precision, tf32 (TensorFloat-32 on),
+        cuda_visible_devices (None = not set), memory_growth (GPU name -> on), threads}."""
+        import tensorflow as tf
+
+        return {
+            "precision": self.precision,
+            "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "memory_growth": {gpu.name: bool(tf.config.experimental.get_memory_growth(gpu))
+                              for gpu in tf.config.list_physical_devices("GPU")},
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        }
 
     def compute(self, compute: Callable[[Any, Any], pa.Table], payload: Any, model_ref: list) -> pa.Table:
         if self.session is None:

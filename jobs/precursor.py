@@ -1,19 +1,25 @@
 """The precursor run (algorithms.md §3): coarse patterns → short ascent → top N → full ascent.
 
 Phase ``scores``: every selected map × every pattern index, sharded by (map, index range);
-the start images are made inside the worker from their indices. Phase ``oips``: the top N
-patterns of every map (by score; ties to the lower index) run for the full epochs.
+the start images are made inside the worker from their indices. By default phase 1 is a
+successive halving (issue 12, ``core.ascent.Ascent.run_pruned``): every start runs a few
+steps, only the best of each shard and map go on (``--prune``); each row keeps the loss at
+the last step its start reached and that step (``steps``). ``--exhaustive`` runs every
+start for all ``test_epochs`` (the seed's procedure). Phase ``oips``: the top N patterns of
+every map (see :func:`top_candidates`) run for the full epochs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import BadParameter
 from core.params import check_params, param, parse_floats
 from core.patterns import check_pattern_space, coarse_patterns, precursor_images
 from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
@@ -23,7 +29,8 @@ SCORES_SCHEMA = pa.schema(
         ("layer", pa.string()),
         ("map", pa.int32()),
         ("pattern", pa.int64()),
-        ("loss", pa.float32()),
+        ("loss", pa.float32()),  # at step `steps`
+        ("steps", pa.int32()),  # ascent steps the start ran: test_epochs unless a cut dropped it
     ]
 )
 OIPS_SCHEMA = pa.schema(
@@ -40,6 +47,52 @@ OIPS_SCHEMA = pa.schema(
 )
 
 
+class Cut(NamedTuple):
+    """One cut of a successive-halving schedule: after ``step`` ascent steps, keep the
+    ``keep`` best starts of each map in each shard. Written ``step:keep`` on the CLI."""
+
+    step: int
+    keep: int
+
+    def __str__(self) -> str:
+        return f"{self.step}:{self.keep}"
+
+
+# core.ascent.PRUNE_SCHEDULE, repeated here because importing core.ascent loads TensorFlow
+# (--help must not); tests/test_jobs_options.py checks that the two agree.
+PRUNE_SCHEDULE: tuple[Cut, ...] = (Cut(2, 1024), Cut(5, 128))
+
+
+def parse_prune(text: str, spec: Any = None) -> tuple[Cut, ...]:
+    """'2:2048,5:128' -> (Cut(2, 2048), Cut(5, 128)). Raises ValueError (one line)."""
+    cuts = []
+    for part in (part.strip() for part in text.split(",") if part.strip()):
+        try:
+            step, keep = (int(value) for value in part.split(":"))
+        except ValueError:
+            raise ValueError(f"cannot read {part!r} (use step:keep pairs, e.g. 2:2048,5:128)") from None
+        cuts.append(Cut(step, keep))
+    if not cuts:
+        raise ValueError("no cut given (use step:keep pairs, e.g. 2:2048,5:128; --exhaustive for none)")
+    return tuple(cuts)
+
+
+def check_prune(cuts: Any, test_epochs: int) -> tuple[Cut, ...]:
+    """The cuts that act in a phase 1 of ``test_epochs`` steps (a cut at step ≥ test_epochs
+    drops nothing), after checking all of them: steps ≥ 1 increasing, keeps ≥ 1
+    non-increasing. Raises BadParameter('prune', ...)."""
+    try:
+        cuts = tuple(Cut(int(step), int(keep)) for step, keep in cuts)
+    except (TypeError, ValueError):
+        raise BadParameter("prune", f"needs (step, keep) pairs, got {cuts!r}") from None
+    steps, keeps = [cut.step for cut in cuts], [cut.keep for cut in cuts]
+    if any(step < 1 for step in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise BadParameter("prune", f"steps must be >= 1 and increasing, got {', '.join(map(str, steps))}")
+    if any(keep < 1 for keep in keeps) or any(b > a for a, b in zip(keeps, keeps[1:])):
+        raise BadParameter("prune", f"keep counts must be >= 1 and non-increasing, got {', '.join(map(str, keeps))}")
+    return tuple(cut for cut in cuts if cut.step < test_epochs)
+
+
 @dataclass(frozen=True)
 class PrecursorJob:
     """Parameters of ``dreamctl precursor``; defaults are the seed's."""
@@ -50,6 +103,12 @@ class PrecursorJob:
     levels: tuple[float, ...] = param((0.2, 0.5, 0.8), "Pixel levels a cell can take, comma-separated.",
                                       low=0.0, high=1.0, parse=parse_floats)
     test_epochs: int = param(10, "Ascent steps per pattern in phase 1 (its score).", low=0)
+    prune: tuple[Cut, ...] = param(
+        PRUNE_SCHEDULE, "Phase-1 successive halving, step:keep,...: after `step` steps only the `keep` best starts of "
+        "each map in each shard go on (cuts at steps >= --test-epochs do nothing).", parse=parse_prune,
+        text=",".join(map(str, PRUNE_SCHEDULE)))
+    exhaustive: bool = param(False, "Phase 1 without pruning: every start runs all --test-epochs (the seed's "
+                             "procedure; also what --prune amounts to when no cut falls before --test-epochs).")
     top: int = param(8, "Best patterns per map that get the full run.", low=1)
     full_epochs: int = param(1200, "Ascent steps of the phase-2 runs.", low=0)
     learning_rate: float = learning_rate_param()
@@ -64,6 +123,12 @@ class PrecursorJob:
         check_params(self)
         object.__setattr__(self, "maps", check_maps(self.maps, self.layer))
         check_pattern_space(self.grid, self.levels)
+        # Only the cuts that act are kept, and no cut at all means exhaustive: the run id
+        # follows what is computed, not how it was spelled.
+        cuts = check_prune(self.prune, self.test_epochs)
+        exhaustive = self.exhaustive or not cuts
+        object.__setattr__(self, "prune", () if exhaustive else cuts)
+        object.__setattr__(self, "exhaustive", exhaustive)
 
     @property
     def n_patterns(self) -> int:
@@ -101,9 +166,20 @@ def best_candidates(oips: pa.Table):
 
 
 def top_candidates(scores: pa.Table, top: int) -> pa.Table:
-    """The ``top`` best-scoring patterns of every map (ties: lower pattern index first),
-    with their rank 1..top. Columns: map, rank, pattern, score."""
-    ordered = scores.sort_by([("map", "ascending"), ("loss", "descending"), ("pattern", "ascending")])
+    """The ``top`` best-scoring patterns of every map, with their rank 1..top. Columns:
+    map, rank, pattern, score (the phase-1 loss).
+
+    Patterns rank by the step they reached first (``steps``, descending), then by loss
+    (descending), then by index (ascending). A pattern dropped by a cut holds a loss from
+    an earlier step, which says nothing against one that ran all ``test_epochs``: so when
+    at least ``top`` patterns of a map reached ``test_epochs`` (survivors of every cut, and
+    frozen starts, whose loss 0 is exact at any step), only those are chosen, exactly as an
+    exhaustive run would choose among them; only when a schedule keeps fewer than ``top``
+    does the rest come from the starts cut latest, best loss first. Without pruning every
+    pattern has steps = test_epochs and this is the plain ranking by loss.
+    """
+    ordered = scores.sort_by([("map", "ascending"), ("steps", "descending"), ("loss", "descending"),
+                              ("pattern", "ascending")])
     maps = ordered.column("map").to_numpy()
     starts = np.flatnonzero(np.r_[True, maps[1:] != maps[:-1]])
     rank_in_map = np.arange(len(maps)) - np.repeat(starts, np.diff(np.r_[starts, len(maps)]))
@@ -146,9 +222,13 @@ class ScoresPhase(CNNPhase):
         patterns = np.arange(start, stop, dtype=np.int64)
         images = precursor_images(patterns, job.grid, job.levels)
         map_ids = np.full(len(patterns), map_id)
-        result = session.ascent([job.layer]).run_maps(images, job.layer, map_ids, job.test_epochs, job.learning_rate)
+        # A shard holds one map: conv3 computes that map alone (slice_map). The exhaustive
+        # run is the empty schedule, so both modes give bit-identical survivors.
+        result = session.ascent([job.layer]).run_pruned(images, job.layer, map_ids, job.test_epochs, job.prune,
+                                                        job.learning_rate, slice_map=True)
         return pa.table(
-            {"layer": [job.layer] * len(patterns), "map": map_ids.astype(np.int32), "pattern": patterns, "loss": result.losses},
+            {"layer": [job.layer] * len(patterns), "map": map_ids.astype(np.int32), "pattern": patterns,
+             "loss": result.losses, "steps": result.epochs_reached.astype(np.int32)},
             schema=SCORES_SCHEMA,
         )
 

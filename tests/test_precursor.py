@@ -1,8 +1,9 @@
-"""The precursor job end to end on a local Ray: schema, counts, top-N selection, resume,
-and an actor killed mid-run."""
+"""The precursor job end to end on a local Ray: schema, counts, top-N selection, pruned vs
+exhaustive phase 1, resume, and an actor killed mid-run."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -13,9 +14,11 @@ import pytest
 
 from cluster.store import read_run_metadata
 
-SMALL = ["precursor", "--maps", "3,7", "--grid", "2", "--test-epochs", "3", "--top", "2",
+# phase 1 pruned hard: per shard of 20 patterns and map, 8 starts go on after step 1, 4 after step 2
+SMALL = ["precursor", "--maps", "3,7", "--grid", "2", "--test-epochs", "3", "--prune", "1:8,2:4", "--top", "2",
          "--full-epochs", "20", "--patterns-per-shard", "20", "--actors", "2", "--chunk-size", "32"]
 N_PATTERNS = 3**4  # 2x2 grid, 3 levels
+TEST_EPOCHS, SHARD = 3, 20
 
 
 def run_dir(tmp_path):
@@ -28,35 +31,47 @@ def read(folder, phase):
     return pd.read_parquet(folder / phase).sort_values(["map", "pattern"] if phase == "scores" else ["map", "rank"]).reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, trained_model_path, ray_local):
-    """One uninterrupted small run: (run dir, scores, oips)."""
+def run_once(folder, args, model_path):
+    """Run ``dreamctl ARGS`` in ``folder``: (run dir, scores, oips)."""
     from cli.app import main
 
-    folder = tmp_path_factory.mktemp("reference")
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        assert main([*SMALL, "--model", str(trained_model_path)]) == 0
+        assert main([*args, "--model", str(model_path)]) == 0
     finally:
         os.chdir(cwd)
     path = run_dir(folder)
     return path, read(path, "scores"), read(path, "oips")
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, trained_model_path, ray_local):
+    """One uninterrupted small run, phase 1 pruned: (run dir, scores, oips)."""
+    return run_once(tmp_path_factory.mktemp("reference"), SMALL, trained_model_path)
+
+
+@pytest.fixture(scope="module")
+def exhaustive(tmp_path_factory, trained_model_path, ray_local):
+    """The same run with ``--exhaustive`` (every start runs all test epochs)."""
+    return run_once(tmp_path_factory.mktemp("exhaustive"), [*SMALL, "--exhaustive"], trained_model_path)
+
+
 def test_end_to_end_schema_counts_and_top_selection(reference, trained_model_path):
     path, scores, oips = reference
     assert (path / "_SUCCESS").exists() and (path / "_manifest.json").exists() and (path / "oips.png").exists()
     assert (path.parent / "latest").resolve() == path.resolve()
-    assert list(scores.columns) == ["layer", "map", "pattern", "loss"]
+    assert list(scores.columns) == ["layer", "map", "pattern", "loss", "steps"]
     assert len(scores) == 2 * N_PATTERNS
     assert sorted(scores.groupby("map")["pattern"].nunique().to_dict().items()) == [(3, N_PATTERNS), (7, N_PATTERNS)]
     assert list(oips.columns) == ["layer", "map", "rank", "pattern", "score", "loss", "alive", "image"]
     assert len(oips) == 2 * 2
     assert all(len(image) == 784 and image.dtype == np.float32 for image in oips["image"])
-    # phase-2 candidates are exactly the best phase-1 scores (ties: lower pattern index)
+    # phase-2 candidates are the best phase-1 scores among the starts that ran all test
+    # epochs (ties: lower pattern index); a start cut early never takes their place
     for map_id, group in scores.groupby("map"):
-        best = group.sort_values(["loss", "pattern"], ascending=[False, True]).head(2)
+        assert (group["steps"] == TEST_EPOCHS).sum() >= 2
+        best = group[group["steps"] == TEST_EPOCHS].sort_values(["loss", "pattern"], ascending=[False, True]).head(2)
         chosen = oips[oips["map"] == map_id].sort_values("rank")
         assert chosen["pattern"].tolist() == best["pattern"].tolist()
         np.testing.assert_allclose(chosen["score"], best["loss"])
@@ -64,6 +79,33 @@ def test_end_to_end_schema_counts_and_top_selection(reference, trained_model_pat
     metadata = read_run_metadata(next((path / "oips").glob("part-*.parquet")))
     assert metadata["params"]["grid"] == 2 and metadata["params"]["top"] == 2
     assert metadata["data"]["name"] == "mnist-5k" and len(metadata["model_hash"]) == 16
+
+
+def test_pruned_phase_1_finds_the_exhaustive_top_candidates(reference, exhaustive):
+    pruned_path, pruned_scores, pruned_oips = reference
+    full_path, full_scores, full_oips = exhaustive
+    assert pruned_path.name != full_path.name  # the schedule is a parameter: its own run id
+    # --exhaustive: every start ran all test epochs
+    assert (full_scores["steps"] == TEST_EPOCHS).all()
+    # pruned: per map and shard, at most 8 moving starts passed step 1 and 4 reached the end
+    # (frozen starts, loss 0 at step 0, never move: their loss is exact at every step)
+    frozen = (pruned_scores["loss"] == 0) & (pruned_scores["steps"] == TEST_EPOCHS)
+    moving = pruned_scores[~frozen].assign(shard=lambda frame: frame["pattern"] // SHARD)
+    assert set(moving["steps"]) == {1, 2, 3}
+    per_shard = moving.groupby(["map", "shard"])["steps"]
+    assert per_shard.apply(lambda steps: (steps >= 2).sum()).max() <= 8
+    assert per_shard.apply(lambda steps: (steps == 3).sum()).max() <= 4
+    assert (pruned_scores["steps"] < TEST_EPOCHS).sum() > len(pruned_scores) / 2
+    # a survivor's loss is the exhaustive run's loss of the same start
+    both = pruned_scores.merge(full_scores, on=["map", "pattern"], suffixes=("", "_full"))
+    survivors = both[both["steps"] == TEST_EPOCHS]
+    np.testing.assert_allclose(survivors["loss"], survivors["loss_full"], rtol=1e-6)
+    # phase 2 gets the same candidates and so finds the same OIPs
+    columns = ["map", "rank", "pattern", "score", "loss", "alive"]
+    pd.testing.assert_frame_equal(pruned_oips[columns], full_oips[columns], rtol=1e-6)
+    np.testing.assert_allclose(np.stack(pruned_oips["image"]), np.stack(full_oips["image"]), atol=1e-5)
+    params = [json.loads((path / "_manifest.json").read_text())["params"] for path in (pruned_path, full_path)]
+    assert [(p["prune"], p["exhaustive"]) for p in params] == [([[1, 8], [2, 4]], False), ([], True)]
 
 
 def test_interrupted_run_resumes_to_the_same_result(reference, trained_model_path, tmp_path, cli, monkeypatch, capsys):
