@@ -44,9 +44,11 @@ RMS_EPSILON = 1e-8
 CHUNK_SIZE = 256
 WARMUP_KINDS = ("pre_relu", "leaky_relu")
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
-# Successive halving of the precursor's phase 1 (steps, starts kept per map and call), chosen
-# by benchmarks/bench_precursor.py on 16 maps (docs/PERFORMANCE.md, "Pruned phase 1").
-PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((2, 1024), (5, 128))
+# Successive halving of the precursor's phase 1: (step, starts kept per map and call) for
+# 10 steps in shards of 4,096. Measured (benchmarks/bench_precursor.py, docs/PERFORMANCE.md
+# "Pruned phase 1"): the same top 8 as the exhaustive run on 16 of 16 maps for 0.47x its
+# image-steps; the ((2, 2048), (5, 128)) was 0.41x but changed the top 8 of 2 maps.
+PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((3, 2048), (5, 512), (7, 128))
 
 
 @dataclass(frozen=True)
@@ -411,6 +413,8 @@ class Ascent:
         schedule is the exhaustive run. E.g. ((2, 2048), (5, 128)) with epochs 10.
 
         Frozen starts (loss exactly 0 with no warm-up) are not computed, as in :meth:`run`.
+        Cuts rank by the post-ReLU loss: with a warm-up, cut after it (a start still warming
+        up may have loss 0).
         A survivor's image and loss are bit-identical to an uninterrupted run of
         ``epochs`` steps: each stage resumes from the images the last one reached, and the
         step is memoryless.
