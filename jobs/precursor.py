@@ -60,7 +60,7 @@ class Cut(NamedTuple):
 
 # core.ascent.PRUNE_SCHEDULE, repeated here because importing core.ascent loads TensorFlow
 # (--help must not); tests/test_jobs_options.py checks that the two agree.
-PRUNE_SCHEDULE: tuple[Cut, ...] = (Cut(2, 1024), Cut(5, 128))
+PRUNE_SCHEDULE: tuple[Cut, ...] = (Cut(3, 2048), Cut(5, 512), Cut(7, 128))
 
 
 def parse_prune(text: str, spec: Any = None) -> tuple[Cut, ...]:
