@@ -36,19 +36,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.defaults import CHUNK_SIZE, LEARNING_RATE, PRUNE_SCHEDULE, WARMUP_KINDS
 from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE
 
-LEARNING_RATE = 0.05  # η, in units of the standardized pixel values
 RMS_EPSILON = 1e-8
-CHUNK_SIZE = 256
-WARMUP_KINDS = ("pre_relu", "leaky_relu")
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
-# Successive halving of the precursor's phase 1: (step, starts kept per map and call) for
-# 10 steps in shards of 4,096. Measured (benchmarks/bench_precursor.py, docs/PERFORMANCE.md
-# "Pruned phase 1"): the same top 8 as the exhaustive run on 16 of 16 maps for 0.47x its
-# image-steps; the ((2, 2048), (5, 128)) was 0.41x but changed the top 8 of 2 maps.
-PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((3, 2048), (5, 512), (7, 128))
 
 
 @dataclass(frozen=True)

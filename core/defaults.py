@@ -1,5 +1,11 @@
 """Defaults of the batched ascent that job specs and ``--help`` read without loading
-TensorFlow (core/ascent.py imports them from here)."""
+TensorFlow (core/ascent.py imports them from here, the jobs too)."""
 
 LEARNING_RATE = 0.05  # η of an OIP ascent step, in units of the standardized pixel values (algorithms.md §2)
 CHUNK_SIZE = 256  # images per compiled ascent step (rows of one tf.function call)
+WARMUP_KINDS = ("pre_relu", "leaky_relu")  # objectives of the first warm-up steps (core.ascent)
+# Successive halving of the precursor's phase 1: (step, starts kept per map and call) for
+# 10 steps in shards of 4,096. Measured (benchmarks/bench_precursor.py, docs/PERFORMANCE.md
+# "Pruned phase 1"): the same top 8 as the exhaustive run on 16 of 16 maps for 0.47x its
+# image-steps; the issue's ((2, 2048), (5, 128)) was 0.41x but changed the top 8 of 2 maps.
+PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((3, 2048), (5, 512), (7, 128))

@@ -142,7 +142,9 @@ def find_oip_run(results_dir: Path, model_hash: str | None, layer: str) -> tuple
         if run_dir.is_symlink() or not (run_dir / SUCCESS).exists() or not (run_dir / MANIFEST).exists():
             continue
         manifest = json.loads((run_dir / MANIFEST).read_text())
-        if manifest.get("model_hash") == model_hash and manifest.get("params", {}).get("layer") == layer:
+        params = manifest.get("params", {})
+        # random starts only: a warm-up run is another method (dreamctl experiment rescue)
+        if manifest.get("model_hash") == model_hash and params.get("layer") == layer and not params.get("warmup"):
             candidates.append(((run_dir / SUCCESS).stat().st_mtime, run_dir, manifest))
     if not candidates:
         return None

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from core.defaults import WARMUP_KINDS
 from core.errors import BadParameter
 from core.params import check_params, param, parse_floats, parse_ints
 from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS, random_multiscale_images
@@ -30,11 +31,6 @@ OIP_SCHEMA = pa.schema(
         ("image", IMAGE_TYPE),
     ]
 )
-
-
-# core.ascent.WARMUP_KINDS, repeated here because importing core.ascent loads TensorFlow
-# (--help must not); tests/test_jobs_options.py checks that the two agree.
-WARMUP_KINDS = ("pre_relu", "leaky_relu")
 
 
 def start_images(seed: int, map_id: int, restarts: int, grids, amplitudes) -> np.ndarray:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import BadParameter
+from core.defaults import PRUNE_SCHEDULE as DEFAULT_PRUNE_SCHEDULE
 from core.params import check_params, param, parse_floats
 from core.patterns import check_pattern_space, coarse_patterns, precursor_images
 from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
@@ -58,9 +59,7 @@ class Cut(NamedTuple):
         return f"{self.step}:{self.keep}"
 
 
-# core.ascent.PRUNE_SCHEDULE, repeated here because importing core.ascent loads TensorFlow
-# (--help must not); tests/test_jobs_options.py checks that the two agree.
-PRUNE_SCHEDULE: tuple[Cut, ...] = (Cut(3, 2048), Cut(5, 512), Cut(7, 128))
+PRUNE_SCHEDULE: tuple[Cut, ...] = tuple(Cut(*cut) for cut in DEFAULT_PRUNE_SCHEDULE)
 
 
 def parse_prune(text: str, spec: Any = None) -> tuple[Cut, ...]:

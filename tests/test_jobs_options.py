@@ -23,14 +23,6 @@ def one_error_line(capsys) -> str:
 
 
 # ----- precursor: --prune and --exhaustive ---------------------------------------------------
-def test_defaults_repeat_the_ones_core_ascent_declares():
-    from core.ascent import PRUNE_SCHEDULE, WARMUP_KINDS
-    from jobs.oip import OipJob
-
-    assert PrecursorJob().prune == PRUNE_SCHEDULE
-    assert OipJob.__dataclass_fields__["warmup_kind"].metadata["param"].choices == WARMUP_KINDS
-
-
 def test_prune_text_becomes_the_cuts_that_act():
     job = PrecursorJob(maps="3", prune="2:2048, 5:128")
     assert job.prune == ((2, 2048), (5, 128)) and not job.exhaustive
