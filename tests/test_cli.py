@@ -8,15 +8,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:")
-    return lines[0]
+from cli_output import one_error_line
 
 
 @pytest.mark.parametrize(

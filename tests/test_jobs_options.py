@@ -8,18 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli_output import one_error_line
 
 from jobs.base import run_id
 from jobs.precursor import PrecursorJob
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:")
-    return lines[0]
 
 
 # ----- precursor: --prune and --exhaustive ---------------------------------------------------
