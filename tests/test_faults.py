@@ -1,0 +1,326 @@
+"""Faults end to end (issue 9): a real ``dreamctl`` process stopped by SIGTERM or killed
+with SIGKILL leaves only complete parts and resumes to the uninterrupted result; non-finite
+results fail the job (exit 1) and are never marked done; bad options and resources the
+cluster cannot grant are refused (exit 2, one line) before anything is trained or written.
+
+The real processes start their own local Ray (127.0.0.1, as a user's would); only their
+own pids are signalled, and any Ray process they leave is killed by pid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from cli_output import one_error_line
+from test_runtime import process_tree
+
+from jobs.files import is_temporary
+
+DREAMCTL = Path(sys.executable).with_name("dreamctl")
+# 8 maps × 27 phase-1 shards of 3 patterns (~20 ms each on one actor) + 1 phase-2 shard: the
+# run computes for a few seconds after its first part, time enough to stop it half-way
+RUN = ["precursor", "--maps", "0-7", "--grid", "2", "--test-epochs", "3", "--exhaustive", "--patterns-per-shard", "3",
+       "--top", "2", "--full-epochs", "20", "--actors", "1", "--chunk-size", "32"]
+N_SCORES_SHARDS, N_SHARDS = 8 * 27, 8 * 27 + 1
+STARTUP_TIMEOUT_S = 240  # TensorFlow import, a local Ray and an actor on a busy 2-core machine
+
+
+def read(run_dir: Path, phase: str) -> pd.DataFrame:
+    keys = ["map", "pattern"] if phase == "scores" else ["map", "rank"]
+    return pd.read_parquet(run_dir / phase).sort_values(keys).reset_index(drop=True)
+
+
+def the_run_dir(folder: Path) -> Path:
+    (run_dir,) = [p for p in (folder / "results" / "precursor").iterdir() if not p.is_symlink()]
+    return run_dir
+
+
+def assert_same_result(run_dir: Path, reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    scores, oips = reference
+    pd.testing.assert_frame_equal(read(run_dir, "scores"), scores)
+    pd.testing.assert_frame_equal(read(run_dir, "oips").drop(columns="image"), oips.drop(columns="image"))
+    np.testing.assert_allclose(np.stack(read(run_dir, "oips")["image"]), np.stack(oips["image"]), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, trained_model_path, ray_local) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores, oips) of one uninterrupted RUN, in this process."""
+    from cli.app import main
+
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main([*RUN, "--model", str(trained_model_path)]) == 0
+    finally:
+        os.chdir(cwd)
+    run_dir = the_run_dir(folder)
+    return read(run_dir, "scores"), read(run_dir, "oips")
+
+
+class Dreamctl:
+    """``dreamctl ARGS`` as a real process in ``folder`` (its own local Ray, output in files)."""
+
+    def __init__(self, folder: Path, *args: str):
+        env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        command = [str(DREAMCTL)] if DREAMCTL.exists() else [sys.executable, "-c", "from cli.app import run; run()"]
+        self.stdout, self.stderr = folder / "dreamctl.out", folder / "dreamctl.err"
+        with self.stdout.open("w") as stdout, self.stderr.open("w") as stderr:
+            self.process = subprocess.Popen([*command, *args], cwd=folder, env=env, stdout=stdout, stderr=stderr)
+        self.pid = self.process.pid
+        self.tree: set[int] = set()
+
+    def wait_for_commits(self, commits: Path, n: int) -> None:
+        """Until ``n`` parts are committed under ``commits`` (a glob's folder); notes the
+        process tree (the driver's Ray) while it runs."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while len(list(commits.parent.glob(commits.name))) < n:
+            assert self.process.poll() is None, f"dreamctl ended early ({self.process.returncode}): {self.stderr.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"no {n} committed parts within {STARTUP_TIMEOUT_S} s"
+            self.tree.update(process_tree(self.pid))
+            time.sleep(0.05)
+        self.tree.update(process_tree(self.pid))
+
+    def end(self) -> None:
+        """Kill the process if it still runs, and whatever of its tree is left after 30 s."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in self.tree - {self.pid}):
+            time.sleep(0.5)
+        for pid in self.tree - {self.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def committed_parts(run_dir: Path) -> dict[str, Path]:
+    """The phase-1 parts whose commit record vouches for them (shard id, bytes, sha256,
+    rows), by shard id; asserts that every part on disk is complete Parquet and that
+    nothing but parts and records is there."""
+    parts = sorted((run_dir / "scores").iterdir())
+    assert parts and all(re.fullmatch(r"part-map\d{4}-\d{9}\.parquet", p.name) for p in parts), parts
+    for part in parts:
+        assert pq.read_table(part).num_rows == 3  # complete: a torn part would not read
+    committed = {}
+    for record_path in (run_dir / "_commits" / "scores").iterdir():
+        record = json.loads(record_path.read_text())
+        part = run_dir / "scores" / record["part"]
+        assert record_path.stem == record["shard_id"] and part.is_file()
+        data = part.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record["sha256"] and record["rows"] == 3
+        committed[record["shard_id"]] = part
+    # a part whose record was not yet written when the signal came is complete but not
+    # committed: the rerun recomputes it (at most the one being written)
+    assert len(parts) - len(committed) <= 1
+    return committed
+
+
+def reused_shards(stdout: str) -> int:
+    found = re.search(rf"\((\d+) of {N_SHARDS} shards reused\)", stdout)
+    return int(found.group(1)) if found else 0
+
+
+# ----- a real process: SIGTERM, kill -9 -----------------------------------------------------------
+def test_sigterm_ends_a_real_run_with_exit_3_complete_parts_and_it_resumes(reference, trained_model_path, tmp_path,
+                                                                           cli, capsys):
+    dreamctl = Dreamctl(tmp_path, *RUN, "--model", str(trained_model_path))
+    try:
+        dreamctl.wait_for_commits(tmp_path / "results" / "precursor" / "*" / "_commits" / "scores" / "*.json", 3)
+        dreamctl.process.send_signal(signal.SIGTERM)
+        exit_code = dreamctl.process.wait(timeout=60)  # SIGTERM always ends dreamctl
+    finally:
+        dreamctl.end()
+    stderr = dreamctl.stderr.read_text()
+    assert exit_code == 3, stderr[-2000:]
+    assert "interrupted: finished shards are saved; rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    run_dir = the_run_dir(tmp_path)
+    committed = committed_parts(run_dir)
+    assert 3 <= len(committed) < N_SCORES_SHARDS  # stopped half-way
+    assert not (run_dir / "_SUCCESS").exists() and not os.path.lexists(run_dir.parent / "latest")
+    assert not (run_dir / "_lock").exists()  # released on the way out
+    assert not [name for _, _, names in os.walk(run_dir) for name in names if is_temporary(name)]
+
+    assert cli(*RUN, "--model", trained_model_path) == 0
+    assert reused_shards(capsys.readouterr().out) == len(committed)
+    assert_same_result(run_dir, reference)
+    assert (run_dir / "_SUCCESS").exists() and (run_dir.parent / "latest").resolve() == run_dir.resolve()
+
+
+def test_a_killed_driver_leaves_a_stale_lock_that_the_rerun_takes_over(reference, trained_model_path, tmp_path,
+                                                                        cli, capsys):
+    dreamctl = Dreamctl(tmp_path, *RUN, "--model", str(trained_model_path))
+    try:
+        dreamctl.wait_for_commits(tmp_path / "results" / "precursor" / "*" / "_commits" / "scores" / "*.json", 3)
+        dreamctl.process.send_signal(signal.SIGKILL)
+        assert dreamctl.process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        dreamctl.end()
+    run_dir = the_run_dir(tmp_path)
+    lock = json.loads((run_dir / "_lock").read_text())  # nobody released it
+    assert (lock["pid"], lock["host"]) == (dreamctl.pid, socket.gethostname())
+    committed = committed_parts(run_dir)
+    assert 3 <= len(committed) < N_SCORES_SHARDS and not (run_dir / "_SUCCESS").exists()
+
+    assert cli(*RUN, "--model", trained_model_path) == 0
+    captured = capsys.readouterr()
+    warning = f"took over the stale lock of run folder {run_dir.relative_to(tmp_path)} held by pid {dreamctl.pid}"
+    assert warning in " ".join(captured.err.split())  # the console may wrap the line
+    assert reused_shards(captured.out) == len(committed)
+    assert_same_result(run_dir, reference)
+    assert not (run_dir / "_lock").exists() and (run_dir / "_SUCCESS").exists()
+    assert not [name for _, _, names in os.walk(run_dir) for name in names if is_temporary(name)]
+
+
+# ----- non-finite results ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def overflowing_model(tmp_path_factory, trained_model_path) -> Path:
+    """The session's CNN with its conv3 kernel scaled by 1e38: conv3's activations overflow
+    float32 to inf (and inf − inf to nan)."""
+    from cluster.model_file import load_model, save_model
+    from core.model import Standardization
+
+    model, metadata = load_model(trained_model_path)
+    kernel, bias = model.get_layer("conv3").get_weights()
+    model.get_layer("conv3").set_weights([kernel * np.float32(1e38), bias])
+    path = tmp_path_factory.mktemp("overflowing-model") / "cnn.keras"
+    save_model(model, path, Standardization(**metadata["standardization"]), metadata["data"], metadata["metrics"])
+    return path
+
+
+def failure_line(stderr: str) -> str:
+    """The one 'job failed: …' line (progress lines may precede it), no traceback."""
+    assert "Traceback" not in stderr and "interrupted" not in stderr
+    failed = [line for line in stderr.splitlines() if line.startswith("job failed:")]
+    assert len(failed) == 1, stderr
+    return failed[0]
+
+
+def test_non_finite_oip_results_fail_the_job_and_are_never_marked_done(overflowing_model, trained_model_path, ray_local,
+                                                                        tmp_path, cli, capsys):
+    small = ["oip", "--maps", "2", "--epochs", "3", "--restarts", "2", "--actors", "1", "--chunk-size", "32"]
+    assert cli(*small, "--model", trained_model_path) == 0
+    latest = tmp_path / "results" / "oip" / "latest"
+    good_run = latest.resolve()
+    capsys.readouterr()
+
+    for _ in range(2):  # a rerun fails the same way: nothing non-finite was kept to reuse
+        assert cli(*small, "--model", overflowing_model) == 1
+        line = failure_line(capsys.readouterr().err)
+        assert "of oips failed" in line and "non-finite values (nan or inf) in loss" in line
+    (bad_run,) = [p for p in latest.parent.iterdir() if not p.is_symlink() and p.resolve() != good_run]
+    assert not (bad_run / "_SUCCESS").exists() and not (bad_run / "_lock").exists()
+    assert not list(bad_run.glob("oips/*")) and not list(bad_run.glob("_commits/oips/*"))  # no part stored
+    assert json.loads((bad_run / "_manifest.json").read_text())["status"] == "running"
+    assert latest.resolve() == good_run  # latest did not move
+
+
+def test_non_finite_loss_of_a_job_run_here_fails_it(tmp_path, cli, capsys):
+    # the numpy MLP runs in this process (no Ray): a learning rate of 1e30 overflows its loss
+    assert cli("mlp", "train", "--epochs", "2", "--learning-rate", "1e30", "--out", "res") == 1
+    line = failure_line(capsys.readouterr().err)
+    assert line == "job failed: shard reference of epochs: non-finite values (nan or inf) in loss"
+    (run_dir,) = (tmp_path / "res" / "mlp").iterdir()
+    assert not (run_dir / "_SUCCESS").exists() and not list(run_dir.glob("epochs/*"))
+    assert not os.path.lexists(tmp_path / "res" / "mlp" / "latest")
+
+
+# ----- refused before anything is trained, started or written ---------------------------------------
+def error_line(capsys) -> str:
+    """The one 'error: …' line, last on stderr; status lines before it (e.g. 'Ray at local:
+    2 CPUs') are allowed, a traceback is not."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    return errors[0]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["oip", "--maps", "0", "--epochs", "-1"], "--epochs: must be"),
+    (["oip", "--maps", "0", "--restarts", "0"], "--restarts: must be"),
+    (["oip", "--maps", "0", "--epochs", "5", "--warmup", "6"], "--warmup: must be at most the epochs"),
+    (["precursor", "--maps", "0", "--top", "0"], "--top: must be"),
+    (["precursor", "--maps", "0", "--levels", "0.2,1.5"], "--levels"),
+    (["dream", "--map", "3", "--iterations", "0"], "--iterations: must be"),
+    (["oip", "--maps", "0", "--actors", "0"], "--actors: must be"),
+    (["oip", "--maps", "0", "--cpus-per-actor", "0"], "--cpus-per-actor: must be"),
+    (["oip", "--maps", "0", "--chunk-size", "0"], "--chunk-size: must be"),
+    (["oip", "--maps", "0", "--precision", "fp8"], "--precision"),
+    (["oip", "--maps", "0", "--address", "127.0.0.1:{closed}"], "--address: Ray address 127.0.0.1:{closed}: connection refused"),
+    (["oip", "--maps", "0", "--address", "http://127.0.0.1:8265"], "ray job submit"),
+    (["oip", "--maps", "0", "--out", "plain-file"], "--out: plain-file is not a folder"),
+    (["--data", "missing.npz", "oip", "--maps", "0"], "data 'missing.npz': no such file or folder"),
+])
+def test_bad_options_are_refused_before_anything_is_trained_or_written(cli, capsys, tmp_path, monkeypatch, args, message):
+    import cluster.runtime
+    import core.model
+
+    monkeypatch.setattr(core.model, "train_cnn", lambda *a, **k: pytest.fail("a model was trained"))
+    monkeypatch.setattr(cluster.runtime, "ray_session", lambda *a, **k: pytest.fail("Ray was started"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "plain-file").write_text("not a folder")
+    port = closed_port()
+    started = time.monotonic()
+    assert cli(*(arg.format(closed=port) for arg in args)) == 2
+    # with no model, the bad --data is found as the default model's training starts (one notice line first)
+    line = error_line(capsys) if args[0] == "--data" else one_error_line(capsys)
+    assert message.format(closed=port) in line
+    assert time.monotonic() - started < 30
+    assert sorted(os.listdir(tmp_path)) == ["plain-file"]  # no models/, no results/
+
+
+def test_out_naming_a_file_and_model_naming_a_folder_exit_2(cli, capsys, tmp_path, trained_model_path):
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    assert cli("kmeans", "sweep", "--k", "2,3", "--out", "taken") == 2
+    assert one_error_line(capsys) == "error: --out: taken is not a folder"
+    assert cli("oip", "--maps", "0", "--model", trained_model_path, "--out", "taken/results") == 2
+    assert one_error_line(capsys) == "error: --out: taken is not a folder"
+    assert cli("train", "--epochs", "1", "--model", "folder") == 2
+    assert one_error_line(capsys) == "error: --model: folder is a folder; name the .keras file to write"
+    assert cli("train", "--epochs", "1", "--model", "taken/cnn.keras") == 2
+    assert one_error_line(capsys) == "error: --model: taken is not a folder"
+    assert sorted(os.listdir(tmp_path)) == ["folder", "taken"] and not os.listdir(tmp_path / "folder")
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cpus-per-actor", "64"], "--cpus-per-actor: 64 CPUs per actor is more than any node has: the cluster has 1 node, 2 CPUs"),
+    (["--actors", "3"], "--actors: 3 actors of 1 CPUs do not fit at once (at most 2)"),
+    (["--gpus-per-actor", "1"], "--gpus-per-actor: 1 GPUs per actor, but the cluster has 1 node, 2 CPUs, 0 GPUs"),
+])
+def test_resources_the_cluster_cannot_grant_exit_2_before_any_actor_starts(cli, capsys, tmp_path, trained_model_path,
+                                                                           ray_local, monkeypatch, args, message):
+    import cluster.scheduler
+
+    monkeypatch.setattr(cluster.scheduler.ActorPool, "__init__", lambda *a, **k: pytest.fail("an actor was started"))
+    started = time.monotonic()
+    assert cli("oip", "--maps", "0", "--epochs", "1", "--restarts", "1", *args, "--model", trained_model_path) == 2
+    assert time.monotonic() - started < 20  # not Ray waiting forever for resources
+    assert message in error_line(capsys)
+    assert not (tmp_path / "results").exists()  # nothing written
