@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -323,6 +325,14 @@ def _tighten_token_file() -> None:
         pass  # no token file (token from RAY_AUTH_TOKEN) or not ours to change
 
 
+def _give_back_sigterm(handler) -> None:
+    """``ray.init`` replaces the SIGTERM handler (the driver's core worker installs one that
+    aborts the process: exit -6 and a stack dump): reinstall the caller's own Python handler,
+    if it set one (dreamctl turns SIGTERM into an interrupt: exit 3, finished shards kept)."""
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 @contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[RayInfo]:
     """Connect to (or start) Ray for the duration of a job and yield what was found.
@@ -332,6 +342,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     A wrong or unreachable address raises BadInput within a few seconds.
     """
     started_here = False
+    sigterm_handler = signal.getsignal(signal.SIGTERM)
     if ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
         context = None
@@ -342,6 +353,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         address = None
         context = _start_local(num_cpus)
         started_here = True
+    _give_back_sigterm(sigterm_handler)
     try:
         resources = ray.cluster_resources()
         yield RayInfo(

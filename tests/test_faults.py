@@ -84,11 +84,11 @@ class Dreamctl:
         self.pid = self.process.pid
         self.tree: set[int] = set()
 
-    def wait_for_commits(self, commits: Path, n: int) -> None:
-        """Until ``n`` parts are committed under ``commits`` (a glob's folder); notes the
+    def wait_for_commits(self, folder: Path, n: int) -> None:
+        """Until ``n`` phase-1 parts are committed under ``folder``/results; notes the
         process tree (the driver's Ray) while it runs."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while len(list(commits.parent.glob(commits.name))) < n:
+        while len(list(folder.glob("results/precursor/*/_commits/scores/*.json"))) < n:
             assert self.process.poll() is None, f"dreamctl ended early ({self.process.returncode}): {self.stderr.read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"no {n} committed parts within {STARTUP_TIMEOUT_S} s"
             self.tree.update(process_tree(self.pid))
@@ -142,7 +142,7 @@ def test_sigterm_ends_a_real_run_with_exit_3_complete_parts_and_it_resumes(refer
                                                                            cli, capsys):
     dreamctl = Dreamctl(tmp_path, *RUN, "--model", str(trained_model_path))
     try:
-        dreamctl.wait_for_commits(tmp_path / "results" / "precursor" / "*" / "_commits" / "scores" / "*.json", 3)
+        dreamctl.wait_for_commits(tmp_path, 3)
         dreamctl.process.send_signal(signal.SIGTERM)
         exit_code = dreamctl.process.wait(timeout=60)  # SIGTERM always ends dreamctl
     finally:
@@ -168,7 +168,7 @@ def test_a_killed_driver_leaves_a_stale_lock_that_the_rerun_takes_over(reference
                                                                         cli, capsys):
     dreamctl = Dreamctl(tmp_path, *RUN, "--model", str(trained_model_path))
     try:
-        dreamctl.wait_for_commits(tmp_path / "results" / "precursor" / "*" / "_commits" / "scores" / "*.json", 3)
+        dreamctl.wait_for_commits(tmp_path, 3)
         dreamctl.process.send_signal(signal.SIGKILL)
         assert dreamctl.process.wait(timeout=60) == -signal.SIGKILL
     finally:
