@@ -9,6 +9,7 @@ and requires Ray's token; it is stopped when the job ends. See docs/SECURITY.md.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -264,13 +265,30 @@ def check_ray_address(address: str | None) -> RayAddress | None:
         raise BadParameter("address", str(error)) from None
 
 
-def _connect(address: str):
+def _is_loopback(host: str) -> bool:
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _connect(address: RayAddress):
     """``ray.init`` on an address that passed :func:`check_ray_address`."""
+    from ray._private import ray_constants
+
+    # On Linux Ray rewrites a 127.0.0.1 address to the machine's routable IP, where a head
+    # started with --node-ip-address 127.0.0.1 does not listen (ray.init would retry for
+    # minutes): for a loopback head, connect as Ray does on one machine (see _start_local).
+    cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+    if _is_loopback(address.host):
+        ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         # No runtime_env here: under `ray job submit` it would replace the job's own.
-        return ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        return ray.init(address=address.text, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as error:
-        raise BadInput(f"cannot connect to Ray at {address}: {str(error).splitlines()[0]}") from None
+        raise BadInput(f"cannot connect to Ray at {address.text}: {str(error).splitlines()[0]}") from None
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
 
 
 def _start_local(num_cpus: int | None):
@@ -348,7 +366,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         context = None
     elif (checked := check_ray_address(address)) is not None:
         address = checked.text
-        context = _connect(address)
+        context = _connect(checked)
     else:
         address = None
         context = _start_local(num_cpus)

@@ -64,12 +64,18 @@ def classify(ref: ray.ObjectRef, must_be_finite: tuple[str, ...]) -> Done | Work
 # ----- worker pools --------------------------------------------------------------------------
 class ActorPool:
     """``n_actors`` CNNWorker actors, each with its own copy of the model; a shard goes to
-    the actor with the fewest shards in flight."""
+    the actor with the fewest shards in flight, among those not lost.
+
+    An actor that loses its process (or its node) is restarted by Ray, but only where a
+    node has room: its shards come back at once as WorkerLost (no task retries on the
+    actor, which would wait for that restart, forever when the cluster is full) and go to
+    the other actors; the lost actor gets shards again once it answers a call (``watching``).
+    """
 
     def __init__(self, model_path: Path, n_actors: int, cpus_per_actor: float, gpus_per_actor: float, chunk_size: int,
                  precision: str = "float32"):
         self._model = [ray.put(Path(model_path).read_bytes())]  # nested: actors fetch it themselves
-        worker_class = remote_worker_class()
+        worker_class = remote_worker_class(max_task_retries=0)
         self.actors = [
             worker_class.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(
                 max(1, round(cpus_per_actor)), gpus_per_actor > 0, chunk_size, precision
@@ -78,21 +84,48 @@ class ActorPool:
         ]
         self._load = [0] * n_actors
         self._actor_of: dict[ray.ObjectRef, int] = {}
+        self._lost: dict[int, ray.ObjectRef] = {}  # lost actor -> its pid() call, answered once it is back
+
+    @property
+    def _usable(self) -> list[int]:
+        return [actor for actor in range(len(self.actors)) if actor not in self._lost]
 
     @property
     def has_room(self) -> bool:
-        return len(self._actor_of) < IN_FLIGHT_PER_WORKER * len(self.actors)
+        return len(self._actor_of) < IN_FLIGHT_PER_WORKER * len(self._usable)
+
+    @property
+    def watching(self) -> list[ray.ObjectRef]:
+        """Calls to lost actors: one finishing means its actor may be usable again (:meth:`heard`)."""
+        return list(self._lost.values())
+
+    def _probe(self, actor: int) -> None:
+        # retried by Ray until the actor is alive again (or dead for good)
+        self._lost[actor] = self.actors[actor].pid.options(max_task_retries=-1).remote()
+
+    def heard(self, ref: ray.ObjectRef) -> None:
+        """``ref`` (from :attr:`watching`) finished: its actor is back, or is asked again."""
+        actor = next(actor for actor, probe in self._lost.items() if probe == ref)
+        try:
+            ray.get(ref)
+            del self._lost[actor]
+        except (RayTaskError, *WORKER_LOST):
+            self._probe(actor)
 
     def submit(self, phase: Phase, shard: Shard) -> ray.ObjectRef:
-        actor = min(range(len(self.actors)), key=self._load.__getitem__)
+        actor = min(self._usable, key=self._load.__getitem__)
         method = self.actors[actor].compute.options(name=f"{phase.name}:{shard.shard_id}")
         ref = method.remote(phase.compute, shard.payload, self._model)
         self._load[actor] += 1
         self._actor_of[ref] = actor
         return ref
 
-    def release(self, ref: ray.ObjectRef) -> None:
-        self._load[self._actor_of.pop(ref)] -= 1
+    def release(self, ref: ray.ObjectRef, lost: bool = False) -> None:
+        """``ref`` is finished; ``lost``: its actor was lost (no shards for it until it answers)."""
+        actor = self._actor_of.pop(ref)
+        self._load[actor] -= 1
+        if lost and actor not in self._lost:
+            self._probe(actor)
 
     def shutdown(self) -> None:
         for actor in self.actors:
@@ -117,8 +150,13 @@ class TaskPool:
         self._in_flight.add(ref)
         return ref
 
-    def release(self, ref: ray.ObjectRef) -> None:
+    watching: list[ray.ObjectRef] = []  # tasks are placed anew by Ray: nothing to watch
+
+    def release(self, ref: ray.ObjectRef, lost: bool = False) -> None:
         self._in_flight.discard(ref)
+
+    def heard(self, ref: ray.ObjectRef) -> None:
+        raise AssertionError("a TaskPool watches nothing")
 
 
 def run_shards(pool: ActorPool | TaskPool, phase: Phase, shards: list[Shard], store: RunStore,
@@ -131,10 +169,14 @@ def run_shards(pool: ActorPool | TaskPool, phase: Phase, shards: list[Shard], st
             while queue and pool.has_room:
                 shard, attempt = queue.popleft()
                 in_flight[pool.submit(phase, shard)] = (shard, attempt)
-            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            [ref], _ = ray.wait([*in_flight, *pool.watching], num_returns=1)
+            if ref not in in_flight:
+                pool.heard(ref)  # a lost worker answered again
+                continue
             shard, attempt = in_flight.pop(ref)
-            pool.release(ref)
-            match classify(ref, phase.must_be_finite):
+            outcome = classify(ref, phase.must_be_finite)
+            pool.release(ref, lost=isinstance(outcome, WorkerLost))
+            match outcome:
                 case Done(table):
                     store.write_part(phase.name, shard, table)
                     progress.advance(shard.n_items)

@@ -39,6 +39,9 @@ LOCK = "_lock"
 COMMITS = "_commits"
 LATEST = "latest"
 METADATA_KEY = b"dreamctl"
+# Schema metadata a worker puts on a shard's table: the Ray node id that computed it. The
+# store moves it to the commit record and the manifest's "nodes" (never into the part).
+NODE_KEY = b"dreamctl.node"
 
 if TYPE_CHECKING:  # jobs.base imports Keras: too slow for a store that only reads shard ids
     from jobs.base import Shard
@@ -87,6 +90,7 @@ class RunStore:
         self.run_id = run_id
         self.metadata = metadata
         self.warn = warn
+        self.nodes: dict[str, dict[str, str]] = {}  # phase -> shard id -> Ray node id that computed it
         store = weakref.ref(self)  # the lock must not keep its store alive (see finalize below)
         self._lock = RunLock(self.run_dir / LOCK, lambda message: store() and store().warn(message))
         # an unclosed store still frees its run when it is collected or the interpreter exits
@@ -167,6 +171,7 @@ class RunStore:
             **self.metadata,
             "versions": versions(),
             "phases": {phase: [s.shard_id for s in phase_shards] for phase, phase_shards in shards.items()},
+            **({"nodes": self.nodes} if self.nodes else {}),
         }
         atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
 
@@ -238,6 +243,8 @@ class RunStore:
             raise PartChanged("is not readable Parquet") from None
         if rows != shard.n_rows or record.get("rows") != shard.n_rows:
             raise PartChanged(f"has {rows} rows, the shard writes {shard.n_rows}")
+        if record.get("node"):  # a reused part keeps the node that computed it
+            self.nodes.setdefault(phase, {})[shard.shard_id] = record["node"]
         return data
 
     def _parquet_bytes(self, table: pa.Table, phase: str | None) -> bytes:
@@ -260,11 +267,14 @@ class RunStore:
 
     def write_part(self, phase: str, shard: Shard, table: pa.Table) -> None:
         """Write the shard's rows atomically, with the run's metadata in the schema, then
-        its commit record (so a part without a record is never reused)."""
+        its commit record (so a part without a record is never reused). The Ray node id a
+        worker put under NODE_KEY goes to the record and the manifest, not the part."""
         if table.num_rows != shard.n_rows:
             raise RuntimeError(f"shard {shard.shard_id} returned {table.num_rows} rows, expected {shard.n_rows}")
         self._require_lock()
-        data = self._parquet_bytes(table, phase)
+        schema_metadata = dict(table.schema.metadata or {})
+        node = schema_metadata.pop(NODE_KEY, b"").decode() or None
+        data = self._parquet_bytes(table.replace_schema_metadata(schema_metadata), phase)
         self._folder(phase)
         atomic_write_bytes(self.part_path(phase, shard), data)
         record = {
@@ -275,10 +285,13 @@ class RunStore:
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "run_id": self.run_id,
+            **({"node": node} if node else {}),
             "committed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self._folder(COMMITS, phase)
         atomic_write_bytes(self.commit_path(phase, shard), json.dumps(record, indent=1).encode())
+        if node:
+            self.nodes.setdefault(phase, {})[shard.shard_id] = node
 
     def read_phase(self, phase: str, shards: list[Shard], schema: pa.Schema) -> pa.Table:
         """All parts of a phase, in shard order, as one table of ``schema``; each part is

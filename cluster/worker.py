@@ -10,7 +10,15 @@ from typing import Any, Callable
 import pyarrow as pa
 import ray
 
+from cluster.store import NODE_KEY
 from jobs.base import ModelSession
+
+
+def with_node_id(table: pa.Table) -> pa.Table:
+    """``table`` with the id of the Ray node computing it in its schema metadata
+    (``NODE_KEY``): the store records per shard which node ran it."""
+    node_id = ray.get_runtime_context().get_node_id().encode()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), NODE_KEY: node_id})
 
 
 class CNNWorker:
@@ -36,6 +44,7 @@ class CNNWorker:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, int(num_cpus)))
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
+        self.use_gpu = use_gpu  # memory growth is asked for every GPU TensorFlow finds
         self.chunk_size = chunk_size
         self.session: ModelSession | None = None
 
@@ -53,7 +62,8 @@ class CNNWorker:
 
     def settings(self) -> dict:
         """What this actor's TensorFlow runs with: {precision, tf32 (TensorFloat-32 on),
-        cuda_visible_devices (None = not set), memory_growth (GPU name -> on), threads}."""
+        cuda_visible_devices (None = not set), memory_growth (GPU name -> on), threads,
+        use_gpu (GPUs granted: memory growth requested for each one found), node_id}."""
         import tensorflow as tf
 
         return {
@@ -63,12 +73,14 @@ class CNNWorker:
             "memory_growth": {gpu.name: bool(tf.config.experimental.get_memory_growth(gpu))
                               for gpu in tf.config.list_physical_devices("GPU")},
             "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "use_gpu": self.use_gpu,
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
 
     def compute(self, compute: Callable[[Any, Any], pa.Table], payload: Any, model_ref: list) -> pa.Table:
         if self.session is None:
             self.session = self._load(model_ref)
-        return compute(self.session, payload)
+        return with_node_id(compute(self.session, payload))
 
 
 def remote_worker_class(max_task_retries: int = 3):
@@ -79,4 +91,4 @@ def remote_worker_class(max_task_retries: int = 3):
 @ray.remote(max_retries=3)
 def compute_task(compute: Callable[[Any, Any], pa.Table], shared: Any, payload: Any) -> pa.Table:
     """A model-free shard (e.g. one KMeans fit) on data shared through the object store."""
-    return compute(shared, payload)
+    return with_node_id(compute(shared, payload))
