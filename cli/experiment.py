@@ -1,5 +1,7 @@
 """``dreamctl experiment clusters``: the seed's comparison of the MLP on pixels with MLPs
-on cluster-distance features (algorithms.md §6), one Ray task per configuration."""
+on cluster-distance features (algorithms.md §6), one Ray task per configuration.
+``dreamctl experiment rescue``: random starts, warm-ups and the precursor on the maps random
+starts leave dead, on several trained CNNs (issue 13, jobs/rescue.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from cli.common import out, print_outcome, run_job
 from cli.spec import options_from
 from cluster.options import RayOptions, RunOptions
 from jobs.clusters import ClustersExperiment
+from jobs.rescue import RescueExperiment
 
-app = typer.Typer(name="experiment", help="Experiments that compare several training runs.", no_args_is_help=True)
+app = typer.Typer(name="experiment", help="Experiments that compare several training runs or methods.", no_args_is_help=True)
 
 
 def number(value: float, template: str) -> str:
@@ -51,3 +54,34 @@ def clusters(ctx: typer.Context, job: ClustersExperiment, run: RunOptions, ray: 
 
 
 app.command("clusters")(clusters)
+
+
+@options_from(job=RescueExperiment, run=(RunOptions, ("out", "fresh")), ray=(RayOptions, ("address",)))
+def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayOptions) -> None:
+    """Train one CNN per --seeds on --data, then on every map run random starts, the pre-ReLU
+    and leaky-ReLU warm-ups (the same starts) and the pruned precursor (Ray tasks, each
+    loading the model its shard names); compare final losses, maps woken where random starts
+    stay dead, image-steps and CPU seconds (Parquet + rescue.png)."""
+    from jobs.rescue import method_summary
+
+    job, outcome = run_job(ctx, job, run, ray)
+    models = outcome.tables["models"].to_pandas()
+    out.print(f"models on {job.dataset.name}: " + ", ".join(
+        f"seed {row.seed} test {row.test_accuracy:.4f}" for row in models.itertuples()))
+    comparison = outcome.tables["comparison"].to_pandas()
+    summary = method_summary(comparison)
+    table = Table(title=f"{job.layer}, {len(job.seeds)} models × {len(job.maps)} maps: ratio = loss ÷ the best "
+                        f"method's on that map; woken = alive where all {job.restarts} random starts stayed dead")
+    for column in ("method", "alive", "random-dead", "woken", "median ratio", "median ratio (dead maps)",
+                   "min ratio (dead maps)", "best on maps", "image-steps", "CPU s"):
+        table.add_column(column, justify="right")
+    for row in summary.itertuples():
+        table.add_row(row.method, f"{row.alive}/{row.maps}", str(row.random_dead), str(row.woken),
+                      number(row.median_ratio, "{:.3f}"), number(row.median_ratio_dead_maps, "{:.3f}"),
+                      number(row.min_ratio_dead_maps, "{:.3f}"), str(row.best_on_maps),
+                      f"{row.image_steps:,}", f"{row.cpu_seconds:.0f}")
+    out.print(table)
+    print_outcome(outcome)
+
+
+app.command("rescue")(rescue)
