@@ -14,19 +14,30 @@ from cli.common import out
 app = typer.Typer(name="runs", help="List the runs under a results folder: job, id, parameters, status, rows, date.",
                   invoke_without_command=True, no_args_is_help=False)
 
-ResultsDir = Annotated[Path, typer.Option("--out", help="Results folder to look in.")]
+ResultsDir = Annotated[str, typer.Option("--out", help="Results folder (or pyarrow filesystem URI, s3://bucket/prefix) to look in.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
 STATUS_STYLE = {"done": "green", "running": "cyan", "partial": "yellow"}
 
 
+def results_location(text: str) -> Path | str:
+    """``--out`` as a folder or a filesystem URI (as the job commands read it)."""
+    from cluster.options import parse_out
+    from core.errors import BadInput
+
+    try:
+        return parse_out(text)
+    except ValueError as error:
+        raise BadInput(f"--out: {error}") from None
+
+
 @app.callback()
-def runs(ctx: typer.Context, out_dir: ResultsDir = Path("results"), as_json: Json = False) -> None:
+def runs(ctx: typer.Context, out_dir: ResultsDir = "results", as_json: Json = False) -> None:
     """List every run under the results folder, newest first (status done / running / partial)."""
     if ctx.invoked_subcommand is not None:
         return
     from cluster.runs import list_runs
 
-    found = list_runs(out_dir)
+    found = list_runs(results_location(out_dir))
     if as_json:
         out.print_json(json.dumps([run.to_dict() for run in found], default=str))
         return
@@ -45,13 +56,13 @@ def runs(ctx: typer.Context, out_dir: ResultsDir = Path("results"), as_json: Jso
 @app.command()
 def show(
     run: Annotated[str, typer.Argument(help="A run: its folder, job/run_id (e.g. precursor/latest) or a unique run-id prefix.")],
-    out_dir: ResultsDir = Path("results"),
+    out_dir: ResultsDir = "results",
     as_json: Json = False,
 ) -> None:
     """One run: parameters, model, data, versions and every phase's shards and rows."""
     from cluster.runs import find_run
 
-    info = find_run(out_dir, run)
+    info = find_run(results_location(out_dir), run)
     if as_json:
         out.print_json(json.dumps(info.to_dict(), default=str))
         return

@@ -5,14 +5,37 @@ Importing this module loads neither Ray nor TensorFlow (``dreamctl --help`` read
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from core.defaults import CHUNK_SIZE
 from core.params import check_params, param
 
 DEFAULT_MODEL = Path("models/cnn.keras")
 RAY_PANEL = "Ray"
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # two letters at least: "C://" stays a path
+
+
+def is_uri(out: object) -> bool:
+    """True when ``out`` names a pyarrow filesystem URI (``s3://bucket/prefix``), not a path."""
+    return isinstance(out, str) and bool(_URI.match(out))
+
+
+def parse_out(text: str, spec: object = None) -> Path | str:
+    """``--out`` as given: a local path (``file:///abs/path`` too) as a Path, any other
+    ``scheme://`` URI as its text (cluster/object_store.py opens it). ValueError: an unusable URI."""
+    if not is_uri(text):
+        return Path(text)
+    parts = urlsplit(text)
+    if parts.scheme.lower() == "file":  # local: the local store, with its rename and O_EXCL guarantees
+        if parts.netloc not in ("", "localhost") or parts.query:
+            raise ValueError(f"{text!r}: a file:// URI names a local path (file:///abs/path)")
+        return Path(unquote(parts.path))
+    if not parts.netloc:
+        raise ValueError(f"{text!r} names no bucket ({parts.scheme}://bucket/prefix)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -43,7 +66,9 @@ class RayOptions:
 class RunOptions:
     """Where results go, whether to resume, and which model the CNN jobs use."""
 
-    out: Path = param(Path("results"), "Results folder; the run goes to OUT/<job>/<run_id>/.")
+    out: Path | str = param(Path("results"), "Results folder, or a pyarrow filesystem URI (s3://bucket/prefix, "
+                            "gs://bucket/prefix; file:///path is a folder); the run goes to OUT/<job>/<run_id>/.",
+                            parse=parse_out)
     fresh: bool = param(False, "Discard this run's saved shards and start over (default: resume).")
     model: Path | None = param(None, f"CNN .keras file. Default: {DEFAULT_MODEL} (trained first if missing).")
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from rich.console import Console
 
 from cluster.model_file import file_hash
-from cluster.options import RayOptions, RunOptions
+from cluster.options import RayOptions, RunOptions, is_uri
 from cluster.progress import JobProgress
 from cluster.store import RunStore
 from core.errors import BadParameter, JobFailed
@@ -26,18 +26,24 @@ from jobs.base import Job, Phase, Shard, non_finite_columns, run_id
 
 @dataclass
 class RunOutcome:
-    run_dir: Path
+    run_dir: Path | str  # a URI (cluster.object_store.ObjectURL) when --out is one
     run_id: str
     tables: dict[str, pa.Table]
-    outputs: list[Path]
+    outputs: list[Path]  # ObjectURLs on an object store
     shards_total: int = 0
     shards_reused: int = 0
     phases: list[str] = field(default_factory=list)
 
 
-def check_out_folder(out: Path, parameter: str = "out") -> None:
-    """``out`` must be (or can become) a folder this process can write: checked before any
-    model is trained or Ray is started. ``parameter``: the option named in the error."""
+def check_out_folder(out: Path | str, parameter: str = "out") -> None:
+    """``out`` must be (or can become) a folder this process can write, or a URI whose
+    bucket exists and answers: checked before any model is trained or Ray is started.
+    ``parameter``: the option named in the error."""
+    if is_uri(out):
+        from cluster.object_store import check_location
+
+        check_location(out, parameter)
+        return
     out = Path(out)
     existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not existing.is_dir():
@@ -95,7 +101,7 @@ def run_phases(job: Job, run: RunOptions, progress: JobProgress,
     params = job.params()
     rid = run_id(job.name, params, model_hash, data_identity)
     metadata = {"params": params, "model_hash": model_hash, "data": data_identity}
-    with RunStore(run.out, job.name, rid, metadata, warn=progress.warn) as store:
+    with open_store(run.out, job.name, rid, metadata, progress.warn) as store:
         store.open(run.fresh)
         outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
         all_shards = {}
@@ -117,8 +123,18 @@ def run_phases(job: Job, run: RunOptions, progress: JobProgress,
             outcome.phases.append(phase.name)
         outcome.outputs = job.write_outputs(outcome.tables, store)
         store.write_manifest(all_shards, "done")
+        outcome.outputs = store.publish(outcome.outputs)  # uploads them when the store is remote
         store.mark_success()
     return outcome
+
+
+def open_store(out: Path | str, job: str, rid: str, metadata: dict, warn: Callable[[str], None]) -> RunStore:
+    """The run's store: files under a local folder, or objects under a filesystem URI."""
+    if is_uri(out):
+        from cluster.object_store import ObjectRunStore
+
+        return ObjectRunStore(out, job, rid, metadata, warn=warn)
+    return RunStore(out, job, rid, metadata, warn=warn)
 
 
 def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, n_actors: int, ray_info, progress: JobProgress,

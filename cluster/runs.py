@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from cluster.lock import stale_reason
+from cluster.options import is_uri
 from cluster.store import LOCK, MANIFEST, SUCCESS
 from core.errors import BadInput
 
@@ -47,7 +49,7 @@ class RunInfo:
 
     job: str
     run_id: str
-    path: Path
+    path: Path | str  # a URI (cluster.object_store.ObjectURL) for runs on an object store
     status: str
     date: str
     rows: int
@@ -170,16 +172,21 @@ def run_dirs(results_dir: Path) -> list[Path]:
     ) if results_dir.is_dir() else []
 
 
-def list_runs(results_dir: Path) -> list[RunInfo]:
-    """All runs under ``results_dir``, newest first."""
+def list_runs(results_dir: Path | str) -> list[RunInfo]:
+    """All runs under ``results_dir`` (a folder or a filesystem URI), newest first."""
+    if is_uri(results_dir):
+        runs = [_read_object_run(run) for run in _object_run_dirs(results_dir)]
+        return sorted(runs, key=lambda run: (run.date, run.job, run.run_id), reverse=True)
     if not Path(results_dir).is_dir():
         raise BadInput(f"no results folder at {results_dir}")
     runs = [read_run(run_dir) for run_dir in run_dirs(results_dir)]
     return sorted(runs, key=lambda run: (run.date, run.job, run.run_id), reverse=True)
 
 
-def find_run(results_dir: Path, name: str) -> RunInfo:
+def find_run(results_dir: Path | str, name: str) -> RunInfo:
     """One run by folder path, ``job/run_id`` (``precursor/latest`` too) or a unique run-id prefix."""
+    if is_uri(results_dir):
+        return _find_object_run(results_dir, name)
     results_dir = Path(results_dir)
     for candidate in (Path(name), results_dir / name):
         if (candidate / MANIFEST).exists():
@@ -190,3 +197,88 @@ def find_run(results_dir: Path, name: str) -> RunInfo:
     if len(matches) > 1:
         raise BadInput(f"run id {name!r} is ambiguous under {results_dir}: " + ", ".join(f"{p.parent.name}/{p.name}" for p in matches))
     return read_run(matches[0])
+
+
+# ----- runs under a filesystem URI (cluster/object_store.py) ---------------------------------
+def _object_run_dirs(results: str) -> list:
+    """Every ``<uri>/<job>/<run_id>`` with a manifest, as Locations; BadInput when the URI
+    holds nothing (or cannot be opened)."""
+    from cluster.object_store import open_location
+
+    root = open_location(results)
+    try:
+        jobs = [info.base_name for info in root.entries() if info.type == pafs.FileType.Directory]
+    except OSError as error:
+        raise BadInput(f"cannot list {root.display}: {str(error).splitlines()[0]}") from None
+    if not jobs:
+        raise BadInput(f"no results under {root.display}")
+    runs = []
+    for job in sorted(name for name in jobs if not name.startswith((".", "_"))):
+        for info in root.entries(job):
+            run = root.child(job, info.base_name)
+            if info.type == pafs.FileType.Directory and run.info(MANIFEST).type == pafs.FileType.File:
+                runs.append(run)
+    return runs
+
+
+def _read_object_run(run) -> RunInfo:
+    """A run's summary from its objects (as :func:`read_run` from its folder)."""
+    from cluster.object_store import ObjectLock, read_latest
+
+    data = run.read(MANIFEST)
+    if data is None:
+        raise BadInput(f"{run.display} is not a dreamctl run folder (no {MANIFEST})")
+    try:
+        manifest = json.loads(data)
+    except ValueError as error:
+        raise BadInput(f"{run.display}/{MANIFEST}: cannot read it ({type(error).__name__})") from None
+    if run.info(SUCCESS).type == pafs.FileType.File:
+        status = "done"
+    elif ObjectLock(run).holder_alive():
+        status = "running"
+    else:
+        status = "partial"
+    phases = {}
+    for phase, shard_ids in manifest.get("phases", {}).items():
+        done = rows = 0
+        for shard_id in shard_ids:
+            try:
+                with run.filesystem.open_input_file(run.key(phase, f"part-{shard_id}.parquet")) as file:
+                    rows += pq.read_metadata(file).num_rows
+                done += 1
+            except (OSError, pa.ArrowInvalid):
+                continue
+        phases[phase] = PhaseInfo(len(shard_ids), done, rows)
+    job_name, run_name = run.display.rsplit("/", 2)[-2:]
+    job = manifest.get("job", job_name)
+    run_id = manifest.get("run_id", run_name)
+    params = manifest.get("params", {})
+    latest = read_latest(run.parent())
+    return RunInfo(
+        job=job, run_id=run_id, path=run.url(), status=status, date=manifest.get("updated", ""),
+        rows=sum(p.rows for p in phases.values()), shards=sum(p.shards for p in phases.values()),
+        shards_done=sum(p.done for p in phases.values()), key_params=describe_params(job, params),
+        latest=latest == run_name, params=params, model_hash=manifest.get("model_hash"),
+        data=manifest.get("data", {}), versions=manifest.get("versions", {}), phases=phases,
+    )
+
+
+def _find_object_run(results: str, name: str) -> RunInfo:
+    """One run under a URI by ``job/run_id``, ``job/latest`` or a unique run-id prefix."""
+    from cluster.object_store import open_location, read_latest
+
+    root = open_location(results)
+    if name.count("/") == 1:
+        job, run_name = name.split("/")
+        if run_name == "latest":
+            run_name = read_latest(root.child(job)) or run_name
+        run = root.child(job, run_name)
+        if run.info(MANIFEST).type == pafs.FileType.File:
+            return _read_object_run(run)
+    matches = [run for run in _object_run_dirs(results) if run.display.rsplit("/", 1)[-1].startswith(name)]
+    if not matches:
+        raise BadInput(f"no run {name!r} under {root.display} (see dreamctl runs --out {root.display})")
+    if len(matches) > 1:
+        raise BadInput(f"run id {name!r} is ambiguous under {root.display}: "
+                       + ", ".join("/".join(run.display.rsplit("/", 2)[-2:]) for run in matches))
+    return _read_object_run(matches[0])

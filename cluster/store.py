@@ -175,6 +175,11 @@ class RunStore:
         }
         atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
 
+    def publish(self, outputs: list[Path]) -> list[Path]:
+        """Where the outputs written under :meth:`path` are for the user: here, where they
+        were written (cluster/object_store.py uploads them)."""
+        return outputs
+
     def mark_success(self) -> None:
         """Write ``_SUCCESS``, then point ``<job>/latest`` at this run."""
         self._require_lock()
