@@ -35,7 +35,12 @@ from ray.cluster_utils import Cluster  # noqa: E402
 import cluster.scheduler  # noqa: E402
 import cluster.store  # noqa: E402
 from cli.app import main  # noqa: E402
-from tests.test_runtime import process_tree  # noqa: E402
+from tests.test_runtime import listening_sockets, process_tree  # noqa: E402
+
+# Ray's processes bind to all interfaces on Linux unless clusters are "disabled" (read by
+# each process at import): the nodes started from here inherit this and stay on 127.0.0.1,
+# while this driver, which imported Ray already, connects through dreamctl's own path.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 LOOPBACK = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
 PRECURSOR = ["precursor", "--maps", "3,7", "--grid", "2", "--full-epochs", "20", "--patterns-per-shard", "16"]
@@ -129,6 +134,7 @@ def main_script(model: str, out: Path) -> dict:
             cluster.store.RunStore.write_part = write_gpu
         report["gpu_settings"] = settings
         report["pids"] = process_tree(os.getpid())
+        report["listeners"] = listening_sockets(report["pids"])
     finally:
         ray.shutdown()
         ray_cluster.shutdown()
