@@ -27,13 +27,16 @@ def report(
     """Per-map metrics of a precursor run on the actors, then RUN_DIR/report/index.html."""
     from cluster.lock import RunLock
     from cluster.model_file import file_hash, read_metadata
-    from cluster.options import DEFAULT_MODEL
+    from cluster.options import DEFAULT_MODEL, is_uri
     from cluster.store import LOCK
     from core.data import load_dataset
     from core.errors import BadInput
     from jobs.atlas import find_oip_run, map_inputs, read_precursor_run
     from jobs.report import write_report
 
+    if is_uri(run.out) or (run_dir is not None and is_uri(str(run_dir).replace(":/", "://", 1))):
+        raise BadInput("dreamctl report reads local results only: copy the precursor run folder from the bucket "
+                       "(or run the report where the results are; docs/CLUSTER.md, Object storage)")
     precursor = read_precursor_run(run_dir if run_dir is not None else run.out / "precursor" / "latest")
     model_path = run.model or DEFAULT_MODEL
     metadata = read_metadata(model_path)
