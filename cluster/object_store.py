@@ -261,7 +261,7 @@ class ObjectLock:
         return owner, age
 
     def _stale_reason(self, owner: dict, age: float) -> str | None:
-        if owner.get("host") == socket.gethostname() and owner.get("pid", -1) >= 0:
+        if owner.get("host") == socket.gethostname() and int(owner.get("pid", -1)) >= 0:
             return stale_reason(owner)  # its process can be seen from here
         if age > self.stale_seconds:
             return f"no heartbeat for {age:.0f} s (stale after {self.stale_seconds:.0f} s)"

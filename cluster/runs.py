@@ -24,6 +24,7 @@ from cluster.lock import stale_reason
 from cluster.options import is_uri
 from cluster.store import LOCK, MANIFEST, SUCCESS
 from core.errors import BadInput
+from jobs.files import follow_latest
 
 KEY_PARAMS = {  # job -> the parameters that tell its runs apart at a glance
     "precursor": ("layer", "maps", "grid", "levels", "test_epochs", "top", "full_epochs"),
@@ -156,7 +157,7 @@ def read_run(run_dir: Path) -> RunInfo:
         date=manifest.get("updated", ""), rows=sum(p.rows for p in phases.values()),
         shards=sum(p.shards for p in phases.values()), shards_done=sum(p.done for p in phases.values()),
         key_params=describe_params(job, params),
-        latest=latest.is_symlink() and latest.resolve() == run_dir.resolve(),
+        latest=(latest.is_symlink() or latest.is_file()) and follow_latest(latest).resolve() == run_dir.resolve(),
         params=params, model_hash=manifest.get("model_hash"), data=manifest.get("data", {}),
         versions=manifest.get("versions", {}), phases=phases,
     )
@@ -189,8 +190,9 @@ def find_run(results_dir: Path | str, name: str) -> RunInfo:
         return _find_object_run(results_dir, name)
     results_dir = Path(results_dir)
     for candidate in (Path(name), results_dir / name):
+        candidate = follow_latest(candidate)  # `latest`: a link, or a run-id file copied from an object store
         if (candidate / MANIFEST).exists():
-            return read_run(candidate.resolve() if candidate.is_symlink() else candidate)
+            return read_run(candidate)
     matches = [run_dir for run_dir in run_dirs(results_dir) if run_dir.name.startswith(name)]
     if not matches:
         raise BadInput(f"no run {name!r} under {results_dir} (see dreamctl runs --out {results_dir})")

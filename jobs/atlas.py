@@ -31,6 +31,7 @@ from core.errors import BadInput
 from core.params import check_params, param
 from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS, coarse_patterns
 from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard
+from jobs.files import follow_latest
 from jobs.oip import best_per_map, start_images
 from jobs.precursor import best_candidates
 
@@ -123,7 +124,7 @@ def read_manifest(run_dir: Path) -> dict:
 
 def read_precursor_run(run_dir: Path) -> PrecursorRun:
     """The manifest and best candidates of a finished precursor run folder."""
-    run_dir = Path(run_dir).resolve()  # `latest` is a link: name the run it points at
+    run_dir = follow_latest(Path(run_dir)).resolve()  # `latest` is a link (or a run-id file): name the run
     manifest = read_manifest(run_dir)
     if manifest.get("job") != "precursor":
         raise BadInput(f"{run_dir} is a {manifest.get('job')!r} run; the report needs a precursor run")

@@ -130,3 +130,18 @@ def real_dir(base: Path, *names: str, replace_links: bool = False,
             if on_replace is not None:
                 on_replace(folder)
     return folder
+
+
+def follow_latest(path: Path) -> Path:
+    """The run a ``<job>/latest`` names: a link here, a small file holding the run id where a
+    run was copied from an object store (cluster/object_store.py); any other path as given."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return path.resolve() if path.is_symlink() else path
+    try:
+        run_id = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return path
+    if not run_id or "/" in run_id or os.sep in run_id or run_id in (".", ".."):
+        return path
+    return path.parent / run_id

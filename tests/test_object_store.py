@@ -98,7 +98,7 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
     monkeypatch.setattr(cluster.progress.JobProgress, "advance", interrupt_after_three)
     assert cli(*SMALL, "--model", trained_model_path, "--out", out) == 3
     capsys.readouterr()
-    assert list(tmp_path.iterdir()) == []  # nothing written locally
+    assert list(tmp_path.iterdir()) == []  # nothing written locally (the working folder)
     [run_key] = [info.path for info in filesystem.get_file_info(pafs.FileSelector(f"{BUCKET}/team/runs/precursor"))]
     parts = [info for info in filesystem.get_file_info(pafs.FileSelector(f"{run_key}/scores"))]
     records = filesystem.get_file_info(pafs.FileSelector(f"{run_key}/_commits/scores"))
@@ -138,6 +138,18 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
     assert listed["path"] == run_url
     assert cli("runs", "show", "precursor/latest", "--out", out, "--json") == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == listed["run_id"]
+
+    # copied down (aws s3 sync would do the same), `latest` is a file holding the run id: followed too
+    copied = tmp_path / "copied"
+    pafs.copy_files(f"{BUCKET}/team/runs", str(copied), source_filesystem=filesystem,
+                    destination_filesystem=pafs.LocalFileSystem())
+    assert (copied / "precursor" / "latest").is_file()
+    assert cli("runs", "show", "precursor/latest", "--out", copied, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["run_id"], shown["status"], shown["latest"]) == (listed["run_id"], "done", True)
+    from jobs.atlas import read_precursor_run
+
+    assert read_precursor_run(copied / "precursor" / "latest").run_id == listed["run_id"]
 
 
 def test_bad_uris_fail_fast_with_one_line(s3_endpoint, cli, capsys):
