@@ -8,7 +8,8 @@
    CUDA_VISIBLE_DEVICES, memory growth and the precision; more GPUs per actor than any node
    has is exit 2 at once;
 3. ``ray job submit`` to a head started with ``ray start`` (token authentication on),
-   followed with ``ray job status`` / ``ray job logs``, results read with pandas.
+   followed with ``ray job status`` / ``ray job logs``, results read with pandas (not
+   marked slow: it runs in CI with `make test`).
 
 Every Ray process started here is stopped by pid and checked gone.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cluster.scheduler import IN_FLIGHT_PER_WORKER
 from tests.test_runtime import LOOPBACK_IPS, listening_sockets, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +164,11 @@ def test_node_removed_mid_run_loses_and_duplicates_nothing(multinode, trained_mo
     worker1 = report["nodes"]["worker1"]
     assert removed_after < N_SCORE_SHARDS  # removed with shards still to come ...
     assert worker1 in {node for _, _, node in written[:removed_after]}  # ... after it had done one
-    assert worker1 not in {node for _, _, node in written[removed_after:]}
+    # afterwards only results that had already reached the driver (at most the shards in
+    # flight on that actor) can name it; the rest was done by the other nodes
+    after = [node for _, _, node in written[removed_after:]]
+    assert after.count(worker1) <= IN_FLIGHT_PER_WORKER, written
+    assert len(after) - after.count(worker1) > 0, written
     shard_ids = [(phase, shard) for phase, shard, _ in written]
     assert len(shard_ids) == len(set(shard_ids)) == N_SCORE_SHARDS + 1  # each shard written once (+ oips)
     run_dir = out / "removed" / "precursor" / "latest"
@@ -201,7 +207,6 @@ def ray_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.Completed
                           timeout=timeout)
 
 
-@pytest.mark.slow
 def test_ray_job_submit_to_a_ray_start_head_with_token_auth(trained_model_path):
     temp_root = short_temp_dir()
     env = ray_env(new_token(temp_root), temp_root)
