@@ -21,12 +21,15 @@ def report(
     settings: AtlasJob,
     run: RunOptions,
     ray: RayOptions,
-    run_dir: Annotated[Path | None, typer.Argument(help="Precursor run folder. Default: OUT/precursor/latest.", show_default=False)] = None,
+    run_dir: Annotated[str | None, typer.Argument(help="Precursor run folder or URI. Default: OUT/precursor/latest.", show_default=False)] = None,
     reuse_oip: Annotated[bool, typer.Option(help="Reuse the newest finished oip run of the same model and layer for the maps it has.")] = True,
+    copy_to: Annotated[Path, typer.Option(help="Where a run read from a URI is copied (checked part by part) and its metrics written.")] = Path("results/copies"),
 ) -> None:
-    """Per-map metrics of a precursor run on the actors, then RUN_DIR/report/index.html."""
+    """Per-map metrics of a precursor run on the actors, then RUN_DIR/report/index.html
+    (for a run on an object store: made on a local copy, then uploaded next to the run)."""
     from cluster.lock import RunLock
     from cluster.model_file import file_hash, read_metadata
+    from cluster.object_store import copy_run_down, finished_run, split_run_uri, upload_folder
     from cluster.options import DEFAULT_MODEL, is_uri
     from cluster.store import LOCK
     from core.data import load_dataset
@@ -34,10 +37,17 @@ def report(
     from jobs.atlas import find_oip_run, map_inputs, read_precursor_run
     from jobs.report import write_report
 
-    if is_uri(run.out) or (run_dir is not None and is_uri(str(run_dir).replace(":/", "://", 1))):
-        raise BadInput("dreamctl report reads local results only: copy the precursor run folder from the bucket "
-                       "(or run the report where the results are; docs/CLUSTER.md, Object storage)")
-    precursor = read_precursor_run(run_dir if run_dir is not None else run.out / "precursor" / "latest")
+    remote = None  # the run's Location when it is on an object store
+    if run_dir is not None and is_uri(run_dir):
+        remote = finished_run(*split_run_uri(run_dir))
+    elif run_dir is None and is_uri(run.out):
+        remote = finished_run(run.out, "precursor")
+    if remote is not None:
+        local_run = copy_run_down(remote, copy_to / "precursor")
+        out.print(f"copied {remote.display} to {local_run}", soft_wrap=True)
+    else:
+        local_run = Path(run_dir) if run_dir is not None else run.out / "precursor" / "latest"
+    precursor = read_precursor_run(local_run)
     model_path = run.model or DEFAULT_MODEL
     metadata = read_metadata(model_path)
     if file_hash(model_path) != precursor.model_hash:
@@ -68,3 +78,6 @@ def report(
     out.print(f"metrics: {outcome.run_dir}", soft_wrap=True)
     out.print(f"report: {path}", soft_wrap=True)
     out.print(f"open: {path.resolve().as_uri()}", soft_wrap=True)
+    if remote is not None:
+        uploaded = upload_folder(path.parent, remote, f"run {remote.display}")
+        out.print(f"uploaded: {uploaded}", soft_wrap=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import tempfile
@@ -457,3 +458,74 @@ def read_latest(job_location: Location) -> str | None:
     data = job_location.read(LATEST)
     run_id = data.decode(errors="replace").strip() if data else ""
     return run_id if run_id and "/" not in run_id and run_id not in (".", "..") else None
+
+
+# ----- reading a run here (dreamctl report) --------------------------------------------------
+def finished_run(results: str, job: str, run_name: str = LATEST) -> Location:
+    """``<results>/<job>/<run_name>`` (``latest`` followed) as a Location; BadInput when it
+    holds no manifest or is not finished."""
+    job_location = open_location(results).child(job)
+    if run_name == LATEST:
+        run_name = read_latest(job_location) or ""
+        if not run_name:
+            raise BadInput(f"no finished {job} run under {job_location.display} (no {LATEST} object)")
+    run = job_location.child(run_name)
+    if run.info(MANIFEST).type != pafs.FileType.File:
+        raise BadInput(f"no {job} run at {run.display}")
+    if run.info(SUCCESS).type != pafs.FileType.File:
+        raise BadInput(f"{run.display} is not finished (no {SUCCESS}); rerun its command to complete it")
+    return run
+
+
+def split_run_uri(uri: str) -> tuple[str, str, str]:
+    """``scheme://bucket/prefix/<job>/<run>?query`` as (``scheme://bucket/prefix?query``, job, run)."""
+    base, mark, query = uri.partition("?")
+    pieces = base.rstrip("/").rsplit("/", 2)
+    if len(pieces) < 3 or "://" not in pieces[0] or not pieces[0].split("://", 1)[1]:
+        raise BadInput(f"{_without_query(uri)} names no run (scheme://bucket/prefix/<job>/<run_id or latest>)")
+    return pieces[0] + mark + query, pieces[1], pieces[2]
+
+
+def copy_run_down(run: Location, job_dir: Path) -> Path:
+    """Copy a run's objects into ``job_dir/<run_id>`` (written atomically, never through a link)
+    and return that folder. Every part is checked against its commit record first; BadInput names
+    the first that does not match. The run's lock object is not copied."""
+    from jobs.files import atomic_write_bytes, real_dir
+
+    names = [name for name in run.files() if name != LOCK]
+    contents = {name: run.read(name) for name in names}
+    parts = {name for name in names if re.fullmatch(r"[^/_][^/]*/part-[^/]+\.parquet", name)}
+    for name in names:
+        if not re.fullmatch(f"{COMMITS}/[^/]+/[^/]+\\.json", name):
+            continue
+        phase, shard_id = name.split("/")[1], name.split("/")[2][: -len(".json")]
+        part = f"{phase}/part-{shard_id}.parquet"
+        try:
+            record = json.loads(contents[name])
+        except ValueError:
+            record = None
+        data = contents.get(part)
+        if data is None or not isinstance(record, dict) or record.get("sha256") != hashlib.sha256(data).hexdigest():
+            raise BadInput(f"{run.url(part)} does not match its commit record; rerun the run's command to heal it")
+        parts.discard(part)
+    if parts:
+        raise BadInput(f"{run.url(sorted(parts)[0])} has no commit record; rerun the run's command to heal it")
+    local = real_dir(job_dir, run.url().name)
+    for name in names:
+        *folders, file_name = name.split("/")
+        atomic_write_bytes(real_dir(local, *folders) / file_name, contents[name], sync=False)
+    return local
+
+
+def upload_folder(folder: Path, run: Location, what: str) -> ObjectURL:
+    """Upload ``folder`` (a run's local report) into the run as ``<run>/<folder name>/...``,
+    under the run's lock; return its URL."""
+    lock = ObjectLock(run)
+    lock.acquire(what)
+    try:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            lock.confirm()
+            run.write(file.read_bytes(), folder.name, *file.relative_to(folder).parts)
+    finally:
+        lock.release()
+    return run.url(folder.name)

@@ -151,6 +151,20 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
 
     assert read_precursor_run(copied / "precursor" / "latest").run_id == listed["run_id"]
 
+    # dreamctl report on the URI: made on a checked local copy, then uploaded next to the run
+    report = ["report", "--model", trained_model_path, "--copy-to", tmp_path / "copies", "--oip-restarts", "2",
+              "--oip-epochs", "20", "--actors", "2", "--chunk-size", "32"]
+    assert cli(*report, "--out", out) == 0
+    stdout = " ".join(capsys.readouterr().out.split())
+    local_page = tmp_path / "copies" / "precursor" / listed["run_id"] / "report" / "index.html"
+    assert local_page.stat().st_size > 1000 and f"uploaded: {run_url}/report" in stdout
+    with filesystem.open_input_stream(f"{run_key}/report/index.html") as stream:
+        assert stream.read() == local_page.read_bytes()
+    with filesystem.open_output_stream(f"{run_key}/oips/{parts[0].base_name}") as stream:  # a part that is no oips part
+        stream.write(b"planted")
+    assert cli(*report, uri(s3_endpoint, f"team/runs/precursor/{listed['run_id']}")) == 2
+    assert "has no commit record" in one_error_line(capsys)
+
 
 def test_bad_uris_fail_fast_with_one_line(s3_endpoint, cli, capsys):
     from cluster.runner import check_out_folder
@@ -168,9 +182,8 @@ def test_bad_uris_fail_fast_with_one_line(s3_endpoint, cli, capsys):
         assert time.monotonic() - started < 20, (out, time.monotonic() - started)
     assert cli("runs", "--out", uri(s3_endpoint, "nothing-here")) == 2
     assert "no results under" in one_error_line(capsys)
-    for args in (("--out", uri(s3_endpoint, "x")), (f"s3://{BUCKET}/x/precursor/latest",)):
-        assert cli("report", *args) == 2  # the report reads local results only: said in one line
-        assert "reads local results only" in one_error_line(capsys)
+    assert cli("report", "--out", uri(s3_endpoint, "x")) == 2
+    assert "no finished precursor run under" in one_error_line(capsys)
 
 
 def test_one_writer_per_run_on_s3(s3_endpoint, monkeypatch):
