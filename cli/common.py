@@ -25,10 +25,10 @@ def data_option(ctx: typer.Context) -> str:
 def run_job(ctx: typer.Context, job: Any, run: RunOptions, ray: RayOptions | None):
     """Run ``job`` (on Ray, or here when ``ray`` is None) with progress on stderr; returns
     (the job as run, its outcome)."""
-    from cluster.runner import execute
-
     if job.needs_model:
         import_tensorflow_quietly()
+    from cluster.runner import execute
+
     return execute(job, run, ray, data_option(ctx), err)
 
 

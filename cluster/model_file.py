@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from core.errors import BadInput
 from core.model import CONV_LAYERS, IMAGE_SIZE, Standardization
+from jobs.files import atomic_path
+
+if TYPE_CHECKING:  # Keras is imported where a model is loaded, not by every command
+    import keras
 
 METADATA_NAME = "dreamctl.json"
 
@@ -25,12 +27,11 @@ def save_model(model: keras.Model, path: Path, standardization: Standardization,
     """Write the model and its metadata atomically to ``path`` (a ``.keras`` file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
     metadata = {"standardization": standardization.to_dict(), "data": data_identity, "metrics": metrics}
-    with zipfile.ZipFile(temporary, "a") as archive:
-        archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2))
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:  # a unique hidden name, created exclusively; renamed on success
+        model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2))
 
 
 def file_hash(path: Path) -> str:
@@ -55,6 +56,8 @@ def read_metadata(path: Path) -> dict:
 
 def load_model(path: Path) -> tuple[keras.Model, dict]:
     """Load (model, metadata); a missing, corrupt or wrong-shape file raises BadInput."""
+    import keras
+
     metadata = read_metadata(path)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)

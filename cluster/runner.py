@@ -61,7 +61,7 @@ def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec
         from cluster.runtime import check_ray_address
 
         check_ray_address(ray_options.address)  # seconds, not minutes: before the data and the model
-    model_path, data_identity = None, None
+    model_path, data_identity, dataset = None, None, None
     if job.needs_data:
         from core.data import load_dataset
 
@@ -72,7 +72,7 @@ def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec
     if job.needs_model:
         from cluster.training import ensure_model
 
-        model_path, metadata = ensure_model(run.model, data_spec, console)
+        model_path, metadata = ensure_model(run.model, data_spec, console, dataset=dataset)
         data_identity = metadata["data"]
     if ray_options is None:
         with JobProgress(console) as progress:

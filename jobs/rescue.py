@@ -45,6 +45,7 @@ RANDOM = "random"
 WARMUPS = {"warmup_pre_relu": "pre_relu", "warmup_leaky_relu": "leaky_relu"}  # method -> core.ascent warm-up kind
 PRECURSOR = "precursor"
 PRECURSOR_EXHAUSTIVE = "precursor_exhaustive"
+PRECURSOR_RUNS = "precursor_runs"  # the phase of the precursor methods when they run on the random-dead maps only
 
 MODELS_SCHEMA = pa.schema(
     [
@@ -129,7 +130,10 @@ class RescueExperiment(DataBound):
     test_epochs: int = same_as(PrecursorJob, "test_epochs")
     top: int = same_as(PrecursorJob, "top")
     exhaustive: bool = param(False, "Also run the exhaustive precursor (every coarse start all --test-epochs, the "
-                             "seed's procedure): about 50 min per model on 2 cores, so off by default.")
+                             "seed's procedure).")
+    precursor_maps: str = param("dead", "Maps the precursor methods run on: 'dead', those every random start of "
+                                "the model left dead (the maps a rescue is for; a phase after the random starts); "
+                                "'all', every map (about 35 min more per model on 2 cores).", choices=("dead", "all"))
     maps_per_shard: int = param(16, "Maps per shard of the runs phase.", low=1)
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
@@ -153,8 +157,17 @@ class RescueExperiment(DataBound):
         return tuple(DEFAULT_PRUNE_SCHEDULE)
 
     @property
+    def start_methods(self) -> tuple[str, ...]:
+        """The methods that start from the random images."""
+        return (RANDOM, *WARMUPS)
+
+    @property
+    def precursor_methods(self) -> tuple[str, ...]:
+        return (PRECURSOR, *((PRECURSOR_EXHAUSTIVE,) if self.exhaustive else ()))
+
+    @property
     def methods(self) -> tuple[str, ...]:
-        return (RANDOM, *WARMUPS, PRECURSOR, *((PRECURSOR_EXHAUSTIVE,) if self.exhaustive else ()))
+        return (*self.start_methods, *self.precursor_methods)
 
     def params(self) -> dict:
         return {**super().params(), "schedule": [list(cut) for cut in self.schedule]}
@@ -163,7 +176,10 @@ class RescueExperiment(DataBound):
         return replace(self, dataset=dataset)
 
     def phases(self) -> list:
-        return [ModelsPhase(self), RunsPhase(self), ComparisonPhase(self)]
+        if self.precursor_maps == "all":
+            return [ModelsPhase(self), RunsPhase(self, "runs", self.methods), ComparisonPhase(self)]
+        return [ModelsPhase(self), RunsPhase(self, "runs", self.start_methods),
+                RunsPhase(self, PRECURSOR_RUNS, self.precursor_methods, on_random_dead=True), ComparisonPhase(self)]
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
         from jobs.figures import save_figure
@@ -237,10 +253,14 @@ def random_starts(job: RescueExperiment, map_id: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RunsPhase:
-    """One task per (method, model, block of maps); the model's weights travel in the payload."""
+    """One task per (method, model, block of maps); the model's weights travel in the payload.
+    With ``on_random_dead``, the maps of each model are those its ``random`` runs (phase
+    ``runs``) left dead."""
 
     job: RescueExperiment
-    name = "runs"
+    name: str
+    methods: tuple[str, ...]
+    on_random_dead: bool = False
     unit = "maps"
     schema = RUNS_SCHEMA
     needs_model = False
@@ -251,15 +271,20 @@ class RunsPhase:
 
     def shards(self, tables) -> list[Shard]:
         models = {row["seed"]: row for row in tables["models"].to_pylist()}
-        maps, step = self.job.maps, self.job.maps_per_shard
-        blocks = [maps[i : i + step] for i in range(0, len(maps), step)]
-        # model by model, every method on a block of maps before the next block: a run
-        # stopped early holds complete comparisons on the maps it reached
-        return [
-            Shard(f"seed{seed:04d}-maps-{block[0]:04d}-{block[-1]:04d}-{method}",
-                  (method, seed, models[seed]["weights"], models[seed]["dense_units"], block), len(block), len(block))
-            for seed in self.job.seeds for block in blocks for method in self.job.methods
-        ]
+        step = self.job.maps_per_shard
+        if self.on_random_dead:
+            runs = tables["runs"].select(["seed", "method", "map", "alive"]).to_pylist()
+            dead = {(row["seed"], row["map"]) for row in runs if row["method"] == RANDOM and not row["alive"]}
+        shards = []
+        for seed in self.job.seeds:
+            maps = [m for m in self.job.maps if (seed, m) in dead] if self.on_random_dead else self.job.maps
+            # model by model, every method on a block of maps before the next block: a run
+            # stopped early holds complete comparisons on the maps it reached
+            for block in (tuple(maps[i : i + step]) for i in range(0, len(maps), step)):
+                payload = (seed, models[seed]["weights"], models[seed]["dense_units"], block)
+                shards += [Shard(f"seed{seed:04d}-maps-{block[0]:04d}-{block[-1]:04d}-{method}", (method, *payload),
+                                 len(block), len(block)) for method in self.methods]
+        return shards
 
     def compute(self, context: None, payload, on_item: Callable[[str], Any] | None = None) -> pa.Table:
         method, seed, weights, dense_units, block = payload
@@ -376,7 +401,8 @@ class ComparisonPhase:
         return None
 
     def shards(self, tables) -> list[Shard]:
-        runs = tables["runs"].select(list(COMPARISON_INPUT)).to_pandas()
+        runs = pa.concat_tables([tables[name].select(list(COMPARISON_INPUT)) for name in ("runs", PRECURSOR_RUNS)
+                                 if name in tables]).to_pandas()
         return [Shard("all", runs, len(runs), len(runs))]
 
     def compute(self, context: None, runs, on_item: Callable[[str], Any] | None = None) -> pa.Table:

@@ -38,7 +38,7 @@ def dead_map_weights():
 
 
 def runs_of(job, weights, methods, seed=0):
-    phase = RunsPhase(job)
+    phase = RunsPhase(job, "runs", job.methods)
     tables = [phase.compute(None, (method, seed, weights, 4, job.maps)) for method in methods]
     return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
 
@@ -94,6 +94,29 @@ def test_every_method_gets_the_same_starts_on_every_model(dead_map_weights):
     assert not set(reseeded["start_sha256"]) & set(random_like["start_sha256"])
 
 
+def test_by_default_the_precursor_runs_on_the_maps_random_starts_left_dead():
+    import pyarrow as pa
+
+    from jobs.rescue import PRECURSOR_RUNS
+
+    job = RescueExperiment(**{**TINY, "seeds": (0, 1), "maps": (0, 1, 2), "exhaustive": True})
+    names = [phase.name for phase in job.phases()]
+    assert names == ["models", "runs", PRECURSOR_RUNS, "comparison"]
+    runs_phase, precursor_phase = job.phases()[1:3]
+    assert runs_phase.methods == (RANDOM, *WARMUPS) and precursor_phase.methods == (PRECURSOR, "precursor_exhaustive")
+    models = pa.table({"seed": [0, 1], "weights": [b"a", b"b"], "dense_units": [4, 4]})
+    dead = {(0, 1), (1, 0), (1, 2)}  # (seed, map) where every random start ended at 0
+    runs = pa.table({"seed": [s for s in (0, 1) for _ in range(6)], "method": [RANDOM, "warmup_pre_relu"] * 6,
+                     "map": [m for _ in (0, 1) for m in (0, 0, 1, 1, 2, 2)],
+                     "alive": [(s, m) not in dead or method != RANDOM for s in (0, 1) for m in (0, 1, 2)
+                               for method in (RANDOM, "warmup_pre_relu")]})
+    shards = precursor_phase.shards({"models": models, "runs": runs})
+    assert sorted((payload[1], payload[4]) for payload in (shard.payload for shard in shards)) == \
+        [(0, (1,)), (0, (1,)), (1, (0, 2)), (1, (0, 2))]  # per model, its dead maps, each precursor method
+    everything = RescueExperiment(**{**TINY, "precursor_maps": "all"})
+    assert [phase.name for phase in everything.phases()] == ["models", "runs", "comparison"]
+
+
 def test_bad_options_are_refused():
     from core.errors import BadParameter
 
@@ -106,7 +129,7 @@ def test_bad_options_are_refused():
 def test_end_to_end_on_ray_and_resume(cli, ray_local, tmp_path, capsys):
     args = ["experiment", "rescue", "--seeds", "0,1", "--train-epochs", "1", "--maps", "3,7", "--restarts", "2",
             "--epochs", "12", "--warmup", "4", "--grid", "2", "--test-epochs", "3", "--top", "2",
-            "--maps-per-shard", "1"]
+            "--maps-per-shard", "1", "--precursor-maps", "all"]
     assert cli(*args) == 0
     run = next(p for p in (tmp_path / "results" / "rescue").iterdir() if not p.is_symlink())
     assert (run / "_SUCCESS").exists() and (run / "rescue.png").exists()
