@@ -17,13 +17,18 @@ def oip(ctx: typer.Context, job: OipJob, run: RunOptions, ray: RayOptions) -> No
     from jobs.oip import best_per_map
 
     job, outcome = run_job(ctx, job, run, ray)
-    best = best_per_map(outcome.tables["oips"])
+    best = best_per_map(outcome.tables["oips"], outcome.tables.get("rescued"))
     table = Table(title=f"OIPs of {job.layer}: best of {job.restarts} restarts after {job.epochs} epochs")
     for column in ("map", "best loss", "alive", "alive restarts"):
         table.add_column(column, justify="right")
     alive_counts = outcome.tables["oips"].to_pandas().groupby("map")["alive"].sum()
     for row in best.itertuples():
-        table.add_row(str(row.map), f"{row.loss:.4g}", "yes" if row.alive else "[red]dead", str(int(alive_counts[row.map])))
+        alive = "[red]dead" if not row.alive else "rescued" if row.rescued else "yes"
+        table.add_row(str(row.map), f"{row.loss:.4g}", alive, str(int(alive_counts[row.map])))
     out.print(table)
+    rescued = best.loc[best["rescued"], "map"].tolist()
+    if rescued:
+        out.print(f"dead from every random start, run again with a {job.rescue_warmup}-step pre-ReLU warm-up: "
+                  f"{', '.join(map(str, rescued))} ({int(best.loc[best['rescued'], 'alive'].sum())} woken)", soft_wrap=True)
     print_dead(best)
     print_outcome(outcome)

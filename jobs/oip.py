@@ -5,6 +5,11 @@ seeded by (seed, map, restart), so results do not depend on how the work was cut
 With ``--warmup W`` (issue 13) the first W steps follow a surrogate that has a gradient
 where the map is off everywhere (``--warmup-kind``, see ``core.ascent``), the rest the
 map's post-ReLU mean: starts that plain ascent leaves dead can wake up.
+
+Phase ``oips``: every map from its random starts. Phase ``rescued`` (``--rescue warmup``, the
+default): the maps whose every start ended dead, again from the same starts with the first
+``--rescue-warmup`` steps on the pre-ReLU mean: the cheapest way to wake them that
+``dreamctl experiment rescue`` measured (docs/rescue.md).
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ class OipJob:
     scale_amplitudes: tuple[float, ...] = param(SCALE_AMPLITUDES, "Amplitude of each length scale (one per grid).",
                                                 low=0.0, parse=parse_floats)
     maps_per_shard: int = param(16, "Maps per shard (each with all its restarts).", low=1)
+    rescue: str = param("warmup", "Maps every random start leaves dead: 'warmup' runs them again from the same starts, "
+                        "the first --rescue-warmup steps on the pre-ReLU mean (docs/rescue.md); 'none' leaves them "
+                        "dead. Not used with --warmup.", choices=("warmup", "none"))
+    rescue_warmup: int = param(100, "Pre-ReLU warm-up steps of the rescue of a dead map (the first of its --epochs; "
+                               "at most all of them).", low=1)
 
     name = "oip"
     needs_model = True
@@ -75,25 +85,47 @@ class OipJob:
     def params(self) -> dict:
         return spec_params(self)
 
+    @property
+    def rescues(self) -> bool:
+        """True when maps left dead get the warm-up rescue (phase ``rescued``)."""
+        return self.rescue == "warmup" and self.warmup == 0
+
+    def params(self) -> dict:
+        # without a rescue phase, the run id is the one of a run made before the rescue existed
+        return spec_params(self, exclude=() if self.rescues else ("rescue", "rescue_warmup"))
+
     def phases(self) -> list:
-        return [OipPhase(self)]
+        return [OipPhase(self), RescuePhase(self)] if self.rescues else [OipPhase(self)]
 
     def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
         from jobs.figures import image_grid
 
-        best = best_per_map(tables["oips"])
-        titles = [f"{m}: {loss:.3g}" + ("" if alive else " dead") for m, loss, alive in
-                  zip(best["map"], best["loss"], best["alive"])]
+        best = best_per_map(tables["oips"], tables.get("rescued"))
+        titles = [f"{m}: {loss:.3g}" + (" dead" if not alive else " rescued" if rescued else "") for m, loss, alive, rescued
+                  in zip(best["map"], best["loss"], best["alive"], best["rescued"])]
         path = image_grid(list(best["image"]), titles, store.path("oips.png"),
                           suptitle=f"OIPs of {self.layer} ({self.epochs} epochs, best of {self.restarts} restarts)")
         return [path]
 
 
-def best_per_map(table: pa.Table):
-    """pandas DataFrame: the highest-loss row of every map, ordered by map."""
-    frame = table.to_pandas()
+def best_per_map(oips: pa.Table, rescued: pa.Table | None = None):
+    """pandas DataFrame: the highest-loss row of every map, ordered by map; a map every random
+    start left dead takes its rescue's best (``rescued`` True) when it has one."""
+    import pandas as pd
+
+    frame = oips.to_pandas().assign(rescued=False)
+    if rescued is not None and rescued.num_rows:
+        frame = frame.loc[~frame["map"].isin(set(rescued.column("map").to_pylist()))]
+        frame = pd.concat([frame, rescued.to_pandas().assign(rescued=True)], ignore_index=True)
     index = frame.groupby("map")["loss"].idxmax()
     return frame.loc[index].sort_values("map").reset_index(drop=True)
+
+
+def dead_maps(oips: pa.Table) -> list[int]:
+    """The maps of an ``oips`` table whose every start ended at loss 0, ascending."""
+    frame = oips.select(["map", "alive"]).to_pandas()
+    alive = frame.groupby("map")["alive"].any()
+    return sorted(int(m) for m in alive.index[~alive])
 
 
 @dataclass(frozen=True)
@@ -105,26 +137,26 @@ class OipPhase(CNNPhase):
     must_be_finite = ("loss", "image")
 
     def shards(self, tables) -> list[Shard]:
-        maps = self.job.maps
-        step = self.job.maps_per_shard
-        return [
-            Shard(
-                shard_id=f"maps-{block[0]:04d}-{block[-1]:04d}",
-                payload=block,
-                n_rows=len(block) * self.job.restarts,
-                n_items=len(block) * self.job.restarts,
-            )
-            for block in (maps[i : i + step] for i in range(0, len(maps), step))
-        ]
+        """Blocks of ``maps_per_shard`` maps of :meth:`maps`, each with all its restarts."""
+        maps, step, restarts = self.maps(tables), self.job.maps_per_shard, self.job.restarts
+        return [Shard(f"maps-{block[0]:04d}-{block[-1]:04d}", block, len(block) * restarts, len(block) * restarts)
+                for block in (tuple(maps[i : i + step]) for i in range(0, len(maps), step))]
+
+    def maps(self, tables) -> tuple[int, ...]:
+        return self.job.maps
 
     def compute(self, session: ModelSession, map_block: tuple[int, ...]) -> pa.Table:
+        return self.ascend(session, map_block, self.job.warmup, self.job.warmup_kind)
+
+    def ascend(self, session: ModelSession, map_block: tuple[int, ...], warmup: int, warmup_kind: str) -> pa.Table:
+        """Every restart of the block's maps from its start image, ``warmup`` steps on ``warmup_kind`` first."""
         job = self.job
         images = np.concatenate(
             [start_images(job.seed, m, job.restarts, job.scale_grids, job.scale_amplitudes) for m in map_block]
         )
         map_ids = np.repeat(np.asarray(map_block), job.restarts)
         result = session.ascent([job.layer]).run_maps(images, job.layer, map_ids, job.epochs, job.learning_rate,
-                                                      warmup=job.warmup, warmup_kind=job.warmup_kind)
+                                                      warmup=warmup, warmup_kind=warmup_kind)
         return pa.table(
             {
                 "layer": [job.layer] * len(map_ids),
@@ -136,3 +168,16 @@ class OipPhase(CNNPhase):
             },
             schema=OIP_SCHEMA,
         )
+
+
+@dataclass(frozen=True)
+class RescuePhase(OipPhase):
+    """The maps every random start left dead, from the same starts with the pre-ReLU warm-up."""
+
+    name = "rescued"
+
+    def maps(self, tables) -> tuple[int, ...]:
+        return tuple(dead_maps(tables["oips"]))
+
+    def compute(self, session: ModelSession, map_block: tuple[int, ...]) -> pa.Table:
+        return self.ascend(session, map_block, min(self.job.rescue_warmup, self.job.epochs), "pre_relu")
