@@ -11,13 +11,22 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColum
 from rich.text import Text
 
 
+def format_rate(speed: float, unit: str) -> str:
+    """'2,315 patterns/s'; below 10 per second with significant digits ('0.21 maps/s'), per minute below 1/min."""
+    if speed >= 10:
+        return f"{speed:,.0f} {unit}/s"
+    if speed * 60 >= 1:
+        return f"{speed:.2g} {unit}/s"
+    return f"{speed * 60:.2g} {unit}/min"
+
+
 class RateColumn(ProgressColumn):
     """Work items per second (e.g. patterns/s), from rich's speed estimate."""
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
         unit = task.fields.get("unit", "items")
-        return Text("—" if speed is None else f"{speed:,.0f} {unit}/s", style="progress.data.speed")
+        return Text("—" if speed is None else format_rate(speed, unit), style="progress.data.speed")
 
 
 class JobProgress:
@@ -78,7 +87,7 @@ class JobProgress:
     def status_line(task) -> str:
         """'phase: 42% 120/640 shards, 2,315 patterns/s, ETA 0:31:05' for logs."""
         speed = task.finished_speed or task.speed
-        rate = f"{speed:,.0f} {task.fields['unit']}/s" if speed else "rate —"
+        rate = format_rate(speed, task.fields["unit"]) if speed else "rate —"
         eta = "—" if task.time_remaining is None else str(datetime.timedelta(seconds=round(task.time_remaining)))
         return (f"{task.description}: {task.percentage:.0f}% {task.fields['shards_done']}/{task.fields['shards_total']}"
                 f" shards, {rate}, ETA {eta}")

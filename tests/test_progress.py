@@ -17,3 +17,11 @@ def test_plain_status_lines_when_not_a_terminal():
     assert lines[0].startswith("precursor: scores: 67% 2/3 shards, ")
     assert lines[-1].startswith("precursor: scores: 100% 3/3 shards, ") and "patterns/s" in lines[-1]
     assert all("ETA" in line for line in lines)
+
+
+def test_slow_rates_keep_their_digits():
+    from cluster.progress import format_rate
+
+    assert format_rate(2315.4, "patterns") == "2,315 patterns/s"
+    assert format_rate(0.21, "maps") == "0.21 maps/s"  # not "0 maps/s"
+    assert format_rate(0.004, "models") == "0.24 models/min"
