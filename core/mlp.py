@@ -257,39 +257,41 @@ class MLP:
         vel_W = [np.zeros_like(W) for W in self.weights]
         vel_b = [np.zeros_like(b) for b in self.biases]
         history: list[EpochMetrics] = []
-        for e in range(cfg.epochs):
-            t_wall = time.perf_counter()
-            eta = cfg.learning_rate / (1.0 + cfg.lr_decrease * e)
-            fw_cpu, bw_cpu = np.zeros(n_layers), np.zeros(n_layers)
-            totals, l2s = [], []
-            order = self._rng.permutation(X.shape[0])
-            for start in range(0, X.shape[0], cfg.batch_size):
-                idx = order[start : start + cfg.batch_size]
-                total, l2, grads = self._objective_and_gradients(X[idx], Y[idx], fw_cpu, bw_cpu)
-                totals.append(total)
-                l2s.append(l2)
-                for l, (dW, db) in enumerate(grads):
-                    vel_W[l] = cfg.momentum * vel_W[l] - eta * dW
-                    vel_b[l] = cfg.momentum * vel_b[l] - eta * db
-                    self.weights[l] += vel_W[l]
-                    self.biases[l] += vel_b[l]
+        # a diverging run overflows quietly: its loss becomes inf/nan, which the caller reports
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for e in range(cfg.epochs):
+                t_wall = time.perf_counter()
+                eta = cfg.learning_rate / (1.0 + cfg.lr_decrease * e)
+                fw_cpu, bw_cpu = np.zeros(n_layers), np.zeros(n_layers)
+                totals, l2s = [], []
+                order = self._rng.permutation(X.shape[0])
+                for start in range(0, X.shape[0], cfg.batch_size):
+                    idx = order[start : start + cfg.batch_size]
+                    total, l2, grads = self._objective_and_gradients(X[idx], Y[idx], fw_cpu, bw_cpu)
+                    totals.append(total)
+                    l2s.append(l2)
+                    for l, (dW, db) in enumerate(grads):
+                        vel_W[l] = cfg.momentum * vel_W[l] - eta * dW
+                        vel_b[l] = cfg.momentum * vel_b[l] - eta * db
+                        self.weights[l] += vel_W[l]
+                        self.biases[l] += vel_b[l]
 
-            train_acc = test_acc = math.nan
-            if (e + 1) % cfg.eval_every == 0 or e + 1 == cfg.epochs:
-                train_acc = float(np.mean(self.predict(X) == y))
-                if X_test is not None:
-                    test_acc = float(np.mean(self.predict(X_test) == y_test))
-            metrics = EpochMetrics(
-                epoch=e + 1,
-                loss=float(np.mean(totals)),
-                l2_share=float(sum(l2s) / sum(totals)),
-                train_acc=train_acc,
-                test_acc=test_acc,
-                seconds=time.perf_counter() - t_wall,
-                forward_cpu_s=tuple(float(t) for t in fw_cpu),
-                backward_cpu_s=tuple(float(t) for t in bw_cpu),
-            )
-            history.append(metrics)
-            if on_epoch is not None:
-                on_epoch(metrics)
+                train_acc = test_acc = math.nan
+                if (e + 1) % cfg.eval_every == 0 or e + 1 == cfg.epochs:
+                    train_acc = float(np.mean(self.predict(X) == y))
+                    if X_test is not None:
+                        test_acc = float(np.mean(self.predict(X_test) == y_test))
+                metrics = EpochMetrics(
+                    epoch=e + 1,
+                    loss=float(np.mean(totals)),
+                    l2_share=float(sum(l2s) / sum(totals)),
+                    train_acc=train_acc,
+                    test_acc=test_acc,
+                    seconds=time.perf_counter() - t_wall,
+                    forward_cpu_s=tuple(float(t) for t in fw_cpu),
+                    backward_cpu_s=tuple(float(t) for t in bw_cpu),
+                )
+                history.append(metrics)
+                if on_epoch is not None:
+                    on_epoch(metrics)
         return history
