@@ -9,18 +9,17 @@ test accuracies, relative to the reference. Results: ``<out>/clusters/<run_id>/`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 
 from core.data import Dataset
 from core.experiment import auto_targets, best_accuracy, ratio, time_to_accuracy
-from core.kmeans import KMeansSettings, scale_param
 from core.params import check_params, param, parse_floats, parse_int_range
-from jobs.base import DataBound, Shard
+from jobs.base import Shard
 from jobs.kmeans import check_ks
-from jobs.mlp import REFERENCE, MLPSettings, TrainPhase, fit_on_param, kmeans_param, mlp_param, n_clustered
+from jobs.mlp import REFERENCE, FeatureTraining, TrainPhase, n_clustered
 
 
 def parse_targets(text: str, spec=None) -> tuple[float, ...] | None:
@@ -29,7 +28,7 @@ def parse_targets(text: str, spec=None) -> tuple[float, ...] | None:
 
 
 @dataclass(frozen=True)
-class ClustersExperiment(DataBound):
+class ClustersExperiment(FeatureTraining):
     """Parameters of ``dreamctl experiment clusters``: the reference MLP (pixels) and one
     per K (cluster distances, Lambda2 scaled by K/784), then the comparison.
 
@@ -43,11 +42,6 @@ class ClustersExperiment(DataBound):
                                               "0.974,0.9773,0.978), or auto: the best test accuracy of the reference and "
                                               "of the best clustered run, each also minus 0.5 points.",
                                               above=0.0, high=1.0, parse=parse_targets)
-    mlp: MLPSettings = mlp_param()
-    kmeans: KMeansSettings = kmeans_param()
-    scale: str = scale_param()
-    fit_on: str = fit_on_param()
-    dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     name = "clusters"
 

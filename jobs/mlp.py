@@ -85,19 +85,6 @@ class MLPSettings:
         return len(self.hidden) + 1
 
 
-def mlp_param() -> Any:
-    return param(MLPSettings(), nested=True)
-
-
-def kmeans_param() -> Any:
-    return param(FAST, nested=True, panel=KMEANS_PANEL)
-
-
-def fit_on_param() -> Any:
-    return param("all", "Images KMeans clusters (never labels): all = train + test (the seed), or train.",
-                 choices=FIT_ON, panel=KMEANS_PANEL)
-
-
 def n_clustered(dataset: Dataset, fit_on: str) -> int:
     """How many images KMeans clusters for the MLP's features."""
     return len(dataset.x_train) + (len(dataset.x_test) if fit_on == "all" else 0)
@@ -243,17 +230,25 @@ class TrainPhase:
 
 
 @dataclass(frozen=True)
-class MLPTrainJob(DataBound):
+class FeatureTraining(DataBound):
+    """What every MLP training job sets: the MLP, the KMeans that makes cluster features, how
+    the features are scaled and what KMeans is fitted on (``mlp train``, ``experiment clusters``)."""
+
+    mlp: MLPSettings = param(MLPSettings(), nested=True)
+    kmeans: KMeansSettings = param(FAST, nested=True, panel=KMEANS_PANEL)
+    scale: str = scale_param()
+    fit_on: str = param("all", "Images KMeans clusters (never labels): all = train + test (the seed), or train.",
+                        choices=FIT_ON, panel=KMEANS_PANEL)
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class MLPTrainJob(FeatureTraining):
     """Parameters of ``dreamctl mlp train``: one MLP on pixels (clusters None) or on the
     distances to K cluster centroids."""
 
     clusters: int | None = param(None, "Train on the standardized distances to K MiniBatchKMeans centroids "
                                  "instead of the 784 pixels (K inputs). Default: pixels.")
-    mlp: MLPSettings = mlp_param()
-    kmeans: KMeansSettings = kmeans_param()
-    scale: str = scale_param()
-    fit_on: str = fit_on_param()
-    dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     name = "mlp"
 
