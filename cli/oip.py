@@ -28,7 +28,7 @@ def oip(ctx: typer.Context, job: OipJob, run: RunOptions, ray: RayOptions) -> No
     out.print(table)
     rescued = best.loc[best["rescued"], "map"].tolist()
     if rescued:
-        out.print(f"dead from every random start, run again with a {job.rescue_warmup}-step pre-ReLU warm-up: "
+        out.print(f"dead from every random start, run again with a {job.rescue_warmup}-step {job.rescue} warm-up: "
                   f"{', '.join(map(str, rescued))} ({int(best.loc[best['rescued'], 'alive'].sum())} woken)", soft_wrap=True)
     print_dead(best)
     print_outcome(outcome)
