@@ -58,10 +58,11 @@ app.command("clusters")(clusters)
 
 @options_from(job=RescueExperiment, run=(RunOptions, ("out", "fresh")), ray=(RayOptions, ("address",)))
 def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayOptions) -> None:
-    """Train one CNN per --seeds on --data, then on every map run random starts, the pre-ReLU
-    and leaky-ReLU warm-ups (the same starts) and the pruned precursor (Ray tasks, each
-    loading the model its shard names); compare final losses, maps woken where random starts
-    stay dead, image-steps and CPU seconds (Parquet + rescue.png)."""
+    """Train one CNN per --seeds on --data, then on every map run random starts and the
+    pre-ReLU and leaky-ReLU warm-ups (the same starts), and the pruned precursor on the maps
+    random starts leave dead (or all: --precursor-maps); Ray tasks, each loading the model its
+    shard names. Compares final losses, maps woken, image-steps and CPU seconds (Parquet +
+    rescue.png)."""
     from jobs.rescue import method_summary
 
     job, outcome = run_job(ctx, job, run, ray)
@@ -70,15 +71,21 @@ def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayO
         f"seed {row.seed} test {row.test_accuracy:.4f}" for row in models.itertuples()))
     comparison = outcome.tables["comparison"].to_pandas()
     summary = method_summary(comparison)
-    table = Table(title=f"{job.layer}, {len(job.seeds)} models × {len(job.maps)} maps: ratio = loss ÷ the best "
-                        f"method's on that map; woken = alive where all {job.restarts} random starts stayed dead")
-    for column in ("method", "alive", "random-dead", "woken", "median ratio", "median ratio (dead maps)",
-                   "min ratio (dead maps)", "best on maps", "image-steps", "CPU s"):
-        table.add_column(column, justify="right")
+    dead = int(summary["random_dead"].max())
+    table = Table(title=f"{job.layer}, {len(job.seeds)} models: the {dead} maps all {job.restarts} random starts left "
+                        f"dead. median, min: of loss ÷ the best method's on the map; best: maps it was best on")
+    for column in ("method", "woken", "median", "min", "best", "image-steps", "CPU s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in summary.itertuples():
-        table.add_row(row.method, f"{row.alive}/{row.maps}", str(row.random_dead), str(row.woken),
-                      number(row.median_ratio, "{:.3f}"), number(row.median_ratio_dead_maps, "{:.3f}"),
-                      number(row.min_ratio_dead_maps, "{:.3f}"), str(row.best_on_maps),
+        table.add_row(row.method, f"{row.woken}/{row.random_dead}", number(row.median_ratio_dead_maps, "{:.3f}"),
+                      number(row.min_ratio_dead_maps, "{:.3f}"), str(row.best_on_dead_maps),
+                      f"{row.image_steps_dead_maps:,}", f"{row.cpu_seconds_dead_maps:.0f}")
+    out.print(table)
+    table = Table(title="every map each method ran on")
+    for column in ("method", "maps alive", "median ratio", "image-steps", "CPU s"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in summary.itertuples():
+        table.add_row(row.method, f"{row.alive}/{row.maps}", number(row.median_ratio, "{:.3f}"),
                       f"{row.image_steps:,}", f"{row.cpu_seconds:.0f}")
     out.print(table)
     print_outcome(outcome)
