@@ -72,7 +72,8 @@ def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayO
     comparison = outcome.tables["comparison"].to_pandas()
     summary = method_summary(comparison)
     dead = int(summary["random_dead"].max())
-    table = Table(title=f"{job.layer}, {len(job.seeds)} models: the {dead} maps all {job.restarts} random starts left "
+    models_text = f"{len(job.seeds)} model{'s' * (len(job.seeds) > 1)}"
+    table = Table(title=f"{job.layer}, {models_text}: the {dead} maps all {job.restarts} random starts left "
                         f"dead. median, min: of loss ÷ the best method's on the map; best: maps it was best on")
     for column in ("method", "woken", "median", "min", "best", "image-steps", "CPU s"):
         table.add_column(column, justify="right", no_wrap=True)

@@ -185,7 +185,7 @@ class RescueExperiment(DataBound):
         from jobs.figures import save_figure
 
         data = self.dataset.name if self.dataset is not None else "data"
-        figure = rescue_figure(tables["comparison"].to_pandas(), f"{self.layer} of {len(self.seeds)} CNNs on {data}: "
+        figure = rescue_figure(tables["comparison"].to_pandas(), f"{self.layer} of {len(self.seeds)} CNN{'s' * (len(self.seeds) > 1)} on {data}: "
                                f"{self.restarts} starts × {self.epochs} steps, warm-up {self.warmup}")
         return [save_figure(figure, store.path("rescue.png"))]
 
@@ -425,7 +425,7 @@ def rescue_figure(comparison, title: str):
     methods = list(method_summary(comparison)["method"])
     colors = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     markers = dict(zip(methods, "o^vsD"))
-    figure = plt.figure(figsize=(16, 3.2 * len(seeds) + 0.6))
+    figure = plt.figure(figsize=(16, 3.2 * len(seeds) + 0.8), layout="constrained")
     grid = figure.add_gridspec(len(seeds), 3)
     for row, seed in enumerate(seeds):
         axis = figure.add_subplot(grid[row, :2])
