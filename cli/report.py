@@ -31,6 +31,7 @@ def report(
     from cluster.model_file import file_hash, read_metadata
     from cluster.object_store import copy_run_down, finished_run, split_run_uri, upload_folder
     from cluster.options import DEFAULT_MODEL, is_uri
+    from cluster.runner import check_out_folder
     from cluster.store import LOCK
     from core.data import load_dataset
     from core.errors import BadInput
@@ -43,6 +44,7 @@ def report(
     elif run_dir is None and is_uri(run.out):
         remote = finished_run(run.out, "precursor")
     if remote is not None:
+        check_out_folder(copy_to, "copy_to")
         local_run = copy_run_down(remote, copy_to / "precursor")
         out.print(f"copied {remote.display} to {local_run}", soft_wrap=True)
     else:

@@ -465,15 +465,18 @@ def finished_run(results: str, job: str, run_name: str = LATEST) -> Location:
     """``<results>/<job>/<run_name>`` (``latest`` followed) as a Location; BadInput when it
     holds no manifest or is not finished."""
     job_location = open_location(results).child(job)
-    if run_name == LATEST:
-        run_name = read_latest(job_location) or ""
-        if not run_name:
-            raise BadInput(f"no finished {job} run under {job_location.display} (no {LATEST} object)")
-    run = job_location.child(run_name)
-    if run.info(MANIFEST).type != pafs.FileType.File:
-        raise BadInput(f"no {job} run at {run.display}")
-    if run.info(SUCCESS).type != pafs.FileType.File:
-        raise BadInput(f"{run.display} is not finished (no {SUCCESS}); rerun its command to complete it")
+    try:
+        if run_name == LATEST:
+            run_name = read_latest(job_location) or ""
+            if not run_name:
+                raise BadInput(f"no finished {job} run under {job_location.display} (no {LATEST} object)")
+        run = job_location.child(run_name)
+        if run.info(MANIFEST).type != pafs.FileType.File:
+            raise BadInput(f"no {job} run at {run.display}")
+        if run.info(SUCCESS).type != pafs.FileType.File:
+            raise BadInput(f"{run.display} is not finished (no {SUCCESS}); rerun its command to complete it")
+    except OSError as error:  # unreachable endpoint, no such bucket, no permission
+        raise BadInput(f"cannot read {job_location.display}: {_first_line(error)}") from None
     return run
 
 
@@ -492,8 +495,11 @@ def copy_run_down(run: Location, job_dir: Path) -> Path:
     the first that does not match. The run's lock object is not copied."""
     from jobs.files import atomic_write_bytes, real_dir
 
-    names = [name for name in run.files() if name != LOCK]
-    contents = {name: run.read(name) for name in names}
+    try:
+        names = [name for name in run.files() if name != LOCK]
+        contents = {name: run.read(name) for name in names}
+    except OSError as error:
+        raise BadInput(f"cannot read {run.display}: {_first_line(error)}") from None
     parts = {name for name in names if re.fullmatch(r"[^/_][^/]*/part-[^/]+\.parquet", name)}
     for name in names:
         if not re.fullmatch(f"{COMMITS}/[^/]+/[^/]+\\.json", name):

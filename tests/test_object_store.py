@@ -154,6 +154,9 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
     # dreamctl report on the URI: made on a checked local copy, then uploaded next to the run
     report = ["report", "--model", trained_model_path, "--copy-to", tmp_path / "copies", "--oip-restarts", "2",
               "--oip-epochs", "20", "--actors", "2", "--chunk-size", "32"]
+    (tmp_path / "a-file").write_text("")
+    assert cli(*report[:3], "--copy-to", tmp_path / "a-file", *report[5:], "--out", out) == 2  # before any copy
+    assert "--copy-to" in one_error_line(capsys) and not (tmp_path / "copies").exists()
     assert cli(*report, "--out", out) == 0
     stdout = " ".join(capsys.readouterr().out.split())
     local_page = tmp_path / "copies" / "precursor" / listed["run_id"] / "report" / "index.html"
@@ -184,6 +187,9 @@ def test_bad_uris_fail_fast_with_one_line(s3_endpoint, cli, capsys):
     assert "no results under" in one_error_line(capsys)
     assert cli("report", "--out", uri(s3_endpoint, "x")) == 2
     assert "no finished precursor run under" in one_error_line(capsys)
+    unreachable = f"s3://{BUCKET}/x?endpoint_override=127.0.0.1:{free_port()}&scheme=http"
+    assert cli("report", "--out", unreachable) == 2
+    assert "cannot read" in one_error_line(capsys)
 
 
 def test_one_writer_per_run_on_s3(s3_endpoint, monkeypatch):
