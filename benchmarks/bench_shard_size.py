@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from cluster.model_file import load_model  # noqa: E402
+from core.defaults import CHUNK_SIZE  # noqa: E402
 from core.params import parse_selection  # noqa: E402
 from jobs.base import ModelSession  # noqa: E402
 from jobs.precursor import PrecursorJob, ScoresPhase  # noqa: E402
@@ -38,7 +39,7 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     model, metadata = load_model(args.model)
-    session = ModelSession(model, metadata, 256)
+    session = ModelSession(model, metadata, CHUNK_SIZE)
     for map_id in parse_selection(args.maps, 128):
         for shard_size in SHARD_SIZES:
             for exhaustive in (True, False):

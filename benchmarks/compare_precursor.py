@@ -12,25 +12,41 @@ Typically a pruned run (the default) against an exhaustive one (``--exhaustive``
     .venv/bin/python benchmarks/compare_precursor.py RUN_A RUN_B [--tolerance 0.01]
 
 RUN_A / RUN_B: run folders (results/precursor/<run id>). Exit 1 when the runs do not meet
-the issue's bar: top 8 identical on all maps but at most one, on every other map the
+the issue's bar (exit 2 on bad input): top 8 identical on all maps but at most one, on every other map the
 phase-2 best of RUN_A within --tolerance of RUN_B's, the same maps alive.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
+import pyarrow as pa
+
+from cluster.runs import RunInfo, read_run
+from core.errors import BadInput
 
 
-def load(run: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    manifest = json.loads((run / "_manifest.json").read_text())
-    if manifest.get("job") != "precursor" or manifest.get("status") != "done":
-        sys.exit(f"{run}: not a finished precursor run")
-    return manifest, pd.read_parquet(run / "scores"), pd.read_parquet(run / "oips", columns=["map", "rank", "pattern", "loss", "alive"])
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit 2 (exit 1 is reserved for runs below the bar)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load(run: Path) -> tuple[RunInfo, pd.DataFrame, pd.DataFrame]:
+    """A finished precursor run's summary, scores and phase-2 rows; exits with one line otherwise."""
+    try:
+        info = read_run(run)
+        if info.job != "precursor" or info.status != "done":
+            raise BadInput(f"{run}: not a finished precursor run ({info.job}, {info.status})")
+        return info, pd.read_parquet(run / "scores"), pd.read_parquet(run / "oips", columns=["map", "rank", "pattern", "loss", "alive"])
+    except BadInput as error:
+        fail(str(error))
+    except (OSError, pa.ArrowException) as error:
+        fail(f"{run}: cannot read its Parquet ({error})")
 
 
 def describe(params: dict) -> str:
@@ -49,10 +65,10 @@ def main() -> None:
     parser.add_argument("run_b", type=Path)
     parser.add_argument("--tolerance", type=float, default=0.01, help="relative phase-2 loss gap allowed where the top 8 differ")
     args = parser.parse_args()
-    (manifest_a, scores_a, oips_a), (manifest_b, scores_b, oips_b) = load(args.run_a), load(args.run_b)
-    if manifest_a["model_hash"] != manifest_b["model_hash"]:
-        sys.exit("the runs used different models")
-    params_a, params_b = manifest_a["params"], manifest_b["params"]
+    (info_a, scores_a, oips_a), (info_b, scores_b, oips_b) = load(args.run_a), load(args.run_b)
+    if info_a.model_hash != info_b.model_hash:
+        fail("the runs used different models")
+    params_a, params_b = info_a.params, info_b.params
     maps = sorted(set(oips_a["map"]) & set(oips_b["map"]))
     print(f"A = {args.run_a.name} ({describe(params_a)}), B = {args.run_b.name} ({describe(params_b)}); "
           f"{len(maps)} maps in both")
