@@ -42,6 +42,7 @@ from core.model import IMAGE_SIZE
 
 RMS_EPSILON = 1e-8
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
+NO_INLINE = {"_noinline": True}  # tf.function attribute: keep the function's own graph
 
 
 @dataclass(frozen=True)
@@ -225,14 +226,24 @@ class Ascent:
     def _ascend_graph(self, images, weights, warmup, map_slice, epochs, learning_rate, warmup_kind):
         history = tf.TensorArray(tf.float32, size=epochs + 1, element_shape=images.shape[:1])
 
-        def step(epoch, images, history):
+        # One step is a function of its own, not inlined into the loop (NO_INLINE). Inlined,
+        # the loop's body is part of a cyclic graph, where oneDNN's layout pass visits nodes
+        # in an order that changes from trace to trace; in about one trace in three it then
+        # leaves a MaxPoolGrad on TensorFlow's own kernel, which made the whole step ~1.5×
+        # slower. A separate body is acyclic: every trace gets oneDNN's kernels
+        # (docs/PERFORMANCE.md, "One step, one function"). Same arithmetic either way.
+        @tf.function(experimental_attributes=NO_INLINE)
+        def ascend_once(images, warming):
             with tf.GradientTape() as tape:
                 tape.watch(images)
-                losses, ascended = self._objectives(images, weights, map_slice, warmup_kind, epoch < warmup)
+                losses, ascended = self._objectives(images, weights, map_slice, warmup_kind, warming)
                 total = tf.reduce_sum(ascended)
             gradients = tape.gradient(total, images)
             rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
-            images = images + learning_rate * gradients / (rms + RMS_EPSILON)
+            return images + learning_rate * gradients / (rms + RMS_EPSILON), losses
+
+        def step(epoch, images, history):
+            images, losses = ascend_once(images, epoch < warmup)
             return epoch + 1, images, history.write(epoch, losses)
 
         _, images, history = tf.while_loop(

@@ -175,3 +175,37 @@ def test_warmup_is_per_image_and_zero_means_the_plain_ascent(ascent, starts):
         ascent.run(starts, weights, 8, warmup=-1)
     with pytest.raises(BadParameter, match="warmup_kind"):
         ascent.run(starts, weights, 8, warmup=2, warmup_kind="softplus")
+
+
+def _pool_gradient_kernels(run) -> list[str]:
+    """Kernels that ran a MaxPoolGrad during ``run()``, from TensorFlow's profiler."""
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    logdir = tempfile.mkdtemp()
+    tf.profiler.experimental.start(logdir)
+    run()
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as trace:
+        space.ParseFromString(trace.read())
+    names = [meta.name for plane in space.planes for meta in plane.event_metadata.values()]
+    return [name.rsplit(":", 1)[1] for name in names if "/MaxPoolGrad:" in name]
+
+
+def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts):
+    """With the step inlined into the while loop, about one trace in three ran a
+    MaxPoolGrad on TensorFlow's own kernel (~10× slower than oneDNN's), at random. Five
+    fresh traces (ten pooling gradients) all get oneDNN's; the old code passed this about
+    one time in ten."""
+    kernels = []
+    for trace in range(5):
+        ascent = Ascent(trained_model[0], ["conv3"], chunk_size=64)
+        kernels += _pool_gradient_kernels(
+            lambda: ascent.run_maps(starts[:64], "conv3", np.full(64, 3), 2, slice_map=bool(trace % 2)))
+    if not any(kernel.startswith("_Mkl") for kernel in kernels):
+        pytest.skip("this TensorFlow does not run oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=0 or not x86)")
+    assert len(kernels) == 10 and all(kernel == "_MklNativeMaxPoolGrad" for kernel in kernels), kernels
