@@ -19,20 +19,17 @@ Then the time per op of the current step, from TensorFlow's profiler.
 from __future__ import annotations
 
 import argparse
-import collections
-import glob
 import os
 import statistics
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 from cluster.model_file import load_model  # noqa: E402
+from cluster.tf_profile import op_seconds  # noqa: E402
 from core.ascent import RMS_EPSILON, Ascent  # noqa: E402
 from core.patterns import precursor_images  # noqa: E402
 from jobs.precursor import PrecursorJob  # noqa: E402
@@ -60,28 +57,7 @@ class InlinedAscent(Ascent):
         return images, final_losses, history.write(epochs, final_losses).stack()
 
 
-def op_seconds(run) -> collections.Counter:
-    """Seconds per executed op (node name: kernel) over one call of ``run``, from the profiler."""
-    logdir = tempfile.mkdtemp()
-    tf.profiler.experimental.start(logdir)
-    run()
-    tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as trace:
-        space.ParseFromString(trace.read())
-    seconds: collections.Counter = collections.Counter()
-    for plane in space.planes:
-        names = {key: meta.name for key, meta in plane.event_metadata.items()}
-        for line in plane.lines:
-            if line.name.startswith("tf_Compute"):
-                for event in line.events:
-                    name = names.get(event.metadata_id, "")
-                    if ":" in name and "::" not in name:  # ops are "node:kernel"; executor bookkeeping is not
-                        seconds[name] += event.duration_ps / 1e12
-    return seconds
-
-
-def pool_grad_kernels(seconds: collections.Counter) -> str:
+def pool_grad_kernels(seconds: dict[str, float]) -> str:
     kernels = sorted({name.rsplit(":", 1)[1] for name in seconds if "MaxPoolGrad" in name.rsplit(":", 1)[1]})
     return " + ".join(kernels)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cluster.tf_profile import op_seconds
 from core.ascent import Ascent, check_schedule
 from core.errors import BadParameter
 from core.patterns import precursor_images
@@ -178,22 +179,8 @@ def test_warmup_is_per_image_and_zero_means_the_plain_ascent(ascent, starts):
 
 
 def _pool_gradient_kernels(run) -> list[str]:
-    """Kernels that ran a MaxPoolGrad during ``run()``, from TensorFlow's profiler."""
-    import glob
-    import tempfile
-
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    logdir = tempfile.mkdtemp()
-    tf.profiler.experimental.start(logdir)
-    run()
-    tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as trace:
-        space.ParseFromString(trace.read())
-    names = [meta.name for plane in space.planes for meta in plane.event_metadata.values()]
-    return [name.rsplit(":", 1)[1] for name in names if "/MaxPoolGrad:" in name]
+    """Kernels that ran a MaxPoolGrad during ``run()``, one per pooling gradient."""
+    return [name.rsplit(":", 1)[1] for name in op_seconds(run) if "/MaxPoolGrad:" in name]
 
 
 def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts):
