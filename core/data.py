@@ -1,5 +1,9 @@
 """MNIST-format data sets: the bundled 5,000 digits, a Keras ``mnist.npz``, IDX folders.
 
+``--data mnist`` is what a Keras user expects: Keras's cache (``$KERAS_HOME/datasets/mnist.npz``,
+by default ``~/.keras/datasets/mnist.npz``, resolved when loading) when it is there, otherwise
+Keras's own download of it (:func:`download_keras_mnist`). Nothing else here downloads.
+
 Every loader returns a :class:`Dataset` of uint8 images (N, 28, 28) and int64 labels (N,)
 with an identity (:meth:`Dataset.identity`: name, sample counts, checksum) that travels
 with every model and result.
@@ -23,11 +27,16 @@ the file and the problem):
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
 import os
+import shutil
+import socket
 import stat
+import sys
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -41,7 +50,12 @@ from core.errors import BadInput
 BUNDLED = "mnist-5k"
 BUNDLED_SPLIT_SEED = 0
 BUNDLED_TEST_SIZE = 1000
-KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
+KERAS_MNIST = "mnist"  # the --data name of Keras's MNIST
+# What keras.datasets.mnist.load_data downloads and the SHA-256 it checks (keras/src/datasets/mnist.py;
+# tests/test_data.py checks them against the installed Keras).
+KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+DOWNLOAD_TIMEOUT_S = 60  # per connect / read: a network that drops packets ends in a minute, not never
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
@@ -354,19 +368,97 @@ def load_bundled() -> Dataset:
     return _checked(BUNDLED, arrays, {key: (BUNDLED, key) for key in arrays})
 
 
+def keras_home() -> Path:
+    """The folder Keras keeps its files in, resolved now (a HOME or KERAS_HOME set after
+    import counts): ``$KERAS_HOME`` if set, else ``~/.keras``; ``/tmp/.keras`` when that is
+    not writable. Keras's own rule (keras/src/backend/config.py and utils/file_utils.py),
+    which Keras applies once, when it is imported."""
+    if "KERAS_HOME" in os.environ:
+        home = os.environ["KERAS_HOME"]
+    else:
+        user_home = os.path.expanduser("~")
+        home = os.path.join(user_home if os.access(user_home, os.W_OK) else "/tmp", ".keras")
+    home = os.path.expanduser(home)
+    return Path(home) if _can_write(home) else Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+
+
+def _can_write(folder: str) -> bool:
+    """Whether ``folder`` is writable, or could be created (Keras creates its home on import)."""
+    if not folder:
+        return False
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def keras_mnist_path() -> Path:
+    """Where Keras caches MNIST: ``keras_home()/datasets/mnist.npz``."""
+    return keras_home() / "datasets" / "mnist.npz"
+
+
+def download_keras_mnist(path: Path) -> None:
+    """Keras's own download of MNIST into ``path``: ``keras.utils.get_file`` with the URL and
+    SHA-256 of ``keras.datasets.mnist.load_data``, its progress line on stderr (stdout is for
+    data). The file arrives in a hidden folder beside ``path`` and is renamed into place only
+    after Keras has checked its hash, so a failed, wrong or interrupted download leaves no
+    ``mnist.npz`` behind. Any failure (offline, unreachable, wrong hash, unwritable folder)
+    is a BadInput saying where to put the file instead."""
+    def failed(why: str) -> BadInput:
+        return BadInput(f"--data mnist: no file at {path} (Keras's MNIST cache) and {why}; "
+                        "put Keras's mnist.npz there or pass --data PATH.npz")
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".mnist.npz-download-", dir=path.parent)
+    except OSError as error:
+        raise failed(f"cannot write to {path.parent} ({error.strerror or _one_line(error)})") from None
+    previous_timeout = socket.getdefaulttimeout()
+    try:
+        get_file = _keras_get_file()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urlretrieve (inside get_file) takes no timeout
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints its progress bar on stdout
+            fetched = get_file("mnist.npz", KERAS_MNIST_URL, file_hash=KERAS_MNIST_SHA256, cache_subdir=staging)
+        os.replace(fetched, path)
+    except Exception as error:  # Keras turns URLError / HTTPError into a bare Exception("URL fetch failure ...")
+        raise failed(f"Keras's download failed ({_one_line(error)})") from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _keras_get_file():
+    """``keras.utils.get_file``, imported without the C++ notices TensorFlow writes straight to
+    file descriptor 2 on import (as cli/quiet.py does for the jobs); errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved_stderr = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            from keras.utils import get_file
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+    return get_file
+
+
 def load_dataset(spec: str = BUNDLED) -> Dataset:
-    """Resolve the ``--data`` option: ``mnist-5k``, ``mnist`` (Keras's cache), an .npz or a folder.
+    """Resolve the ``--data`` option: ``mnist-5k``, ``mnist`` (Keras's cache, downloaded by
+    Keras when absent), an .npz or a folder.
 
     Every problem with the data is a BadInput naming the file; a data set too large for
     this machine's memory is one too.
     """
     if spec == BUNDLED:
         return load_bundled()
-    path = KERAS_CACHE if spec == "mnist" else Path(spec).expanduser()
-    if not os.path.lexists(path):
-        if spec == "mnist":
-            raise BadInput(f"no Keras MNIST cache at {KERAS_CACHE} (no download here); pass --data PATH")
-        raise BadInput(f"data {spec!r}: no such file or folder (use mnist-5k, an mnist.npz or an IDX folder)")
+    if spec == KERAS_MNIST:
+        path = keras_mnist_path()
+        if not os.path.lexists(path):  # a file there is used as it is (Keras would re-download on a hash mismatch)
+            download_keras_mnist(path)
+    else:
+        path = Path(spec).expanduser()
+        if not os.path.lexists(path):
+            raise BadInput(f"data {spec!r}: no such file or folder (use mnist-5k, mnist, an mnist.npz or an IDX folder)")
     try:
         return load_idx_folder(path) if path.is_dir() else load_npz(path)
     except MemoryError:

@@ -1,4 +1,5 @@
-"""core.data: every malformed ``--data`` is one BadInput line naming the file and the problem.
+"""core.data: every malformed ``--data`` is one BadInput line naming the file and the problem;
+``--data mnist`` is Keras's cache, else Keras's own download (offline: one line, exit 2).
 
 Each case builds the bad data set in tmp_path and loads it the way the CLI does,
 ``load_dataset(str(path))``. Two cases also go through ``dreamctl`` itself (exit code 2,
@@ -349,3 +350,233 @@ def test_cli_truncated_gz_exits_2_not_interrupted(cli, capsys, tmp_path):
 def test_cli_nan_labels_exit_2(cli, capsys, tmp_path):
     path = npz_file(tmp_path / "mnist.npz", y_test=np.full(N_TEST, np.nan))
     assert_one_line_exit_2(cli, capsys, path, "y_test", "NaN")
+
+
+# ----- --data mnist: Keras's cache, else Keras's own download (issue 21) ----------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The full MNIST in Keras's format, for the tests that copy it into a temporary HOME; never
+# read by dreamctl itself (see ../shared/data/README.md).
+SHARED_MNIST = os.environ.get("DREAMCTL_MNIST_NPZ", os.path.join(os.path.dirname(REPO), "shared", "data", "mnist.npz"))
+needs_full_mnist = pytest.mark.skipif(not os.path.isfile(SHARED_MNIST),
+                                      reason=f"no full MNIST at {SHARED_MNIST} (set DREAMCTL_MNIST_NPZ)")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty HOME (no Keras cache), set after core.data was imported, no KERAS_HOME."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    return folder
+
+
+def cache_contents(folder) -> list[str]:
+    """Everything in a Keras datasets folder, hidden names included."""
+    datasets = folder / "datasets"
+    return sorted(os.listdir(datasets)) if datasets.is_dir() else []
+
+
+@needs_full_mnist
+def test_mnist_is_keras_cache_under_the_home_of_the_run_and_loads_without_keras(home):
+    import shutil
+    import subprocess
+    import sys
+
+    (home / ".keras" / "datasets").mkdir(parents=True)
+    shutil.copyfile(SHARED_MNIST, home / ".keras" / "datasets" / "mnist.npz")
+    data = load_dataset("mnist")  # HOME was set after core.data's import: it counts
+    assert data.identity()["name"] == "mnist"
+    assert (len(data.x_train), len(data.x_test)) == (60_000, 10_000)
+    assert data.checksum == load_dataset(SHARED_MNIST).checksum
+    assert data.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    probe = ("import sys; from core.data import load_dataset; d = load_dataset('mnist'); "
+             "print(len(d.x_train), 'keras' in sys.modules or 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "HOME": str(home)})
+    assert done.stdout.split() == ["60000", "False"], done  # a cached file: nothing downloads, no TensorFlow
+
+
+def test_mnist_follows_keras_home(tmp_path, monkeypatch, home):
+    from core.data import keras_mnist_path
+
+    assert keras_mnist_path() == home / ".keras" / "datasets" / "mnist.npz"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    assert keras_mnist_path() == tmp_path / "kh" / "datasets" / "mnist.npz"
+    (tmp_path / "kh" / "datasets").mkdir(parents=True)
+    npz_file(tmp_path / "kh" / "datasets" / "mnist.npz")
+    assert load_dataset("mnist").checksum == load_dataset(str(npz_file(tmp_path / "other.npz"))).checksum
+
+
+def test_download_url_and_hash_are_those_of_keras_load_data():
+    import inspect
+
+    import keras
+
+    from core.data import KERAS_MNIST_SHA256, KERAS_MNIST_URL
+
+    source = inspect.getsource(keras.datasets.mnist.load_data)
+    assert KERAS_MNIST_SHA256 in source
+    folder, name = KERAS_MNIST_URL.rsplit("/", 1)
+    assert f'"{folder}/"' in source and name == "mnist.npz"
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def bounded():
+    """Fail a test that takes more than 120 s (an offline download must not hang)."""
+    def on_alarm(signum, frame):
+        raise TimeoutError("the download did not give up within 120 s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_cli_mnist_offline_exits_2_saying_where_to_put_the_file(cli, capfd, monkeypatch, home, bounded):
+    # Offline for real on any machine: Keras's own URL through a proxy nobody listens on
+    # (urllib honours https_proxy); here DNS fails as well.
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    exit_code = cli("--data", "mnist", "kmeans", "sweep", "--k", "2,3")
+    captured = capfd.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert exit_code == 2, captured.err
+    cache = home / ".keras" / "datasets" / "mnist.npz"
+    assert lines[-1].startswith("error: --data mnist: ") and str(cache) in lines[-1], lines
+    assert "download failed" in lines[-1] and "--data PATH.npz" in lines[-1], lines[-1]
+    assert all(line.startswith("Downloading data from https://storage.googleapis.com/") for line in lines[:-1]), lines
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert cache_contents(home / ".keras") == []  # no file, no half file, no staging folder
+
+
+class Served:
+    """A local HTTP server for one file: ``url``; ``short`` announces 1,000 bytes more than it
+    sends (a connection cut mid-download); ``stall`` sends half, then waits."""
+
+    def __init__(self, body: bytes, short: bool = False, stall: bool = False):
+        import http.server
+        import threading
+
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body) + (1000 if short else 0)))
+                self.end_headers()
+                if stall:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    served.release.wait(60)
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.release = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mnist.npz"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(body: bytes, **kwargs) -> Served:
+        servers.append(Served(body, **kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def sha256_of(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_download_lands_in_the_cache_with_progress_on_stderr_only(tmp_path, monkeypatch, capfd, home, serve):
+    import core.data
+
+    body = npz_file(tmp_path / "served.npz").read_bytes()
+    monkeypatch.setattr(core.data, "KERAS_MNIST_URL", serve(body).url)
+    monkeypatch.setattr(core.data, "KERAS_MNIST_SHA256", sha256_of(body))
+    data = load_dataset("mnist")
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert "Downloading data from http://127.0.0.1" in captured.err
+    assert f"{len(body)}/{len(body)}" in captured.err  # Keras's progress bar, at its end
+    cache = home / ".keras" / "datasets"
+    assert cache_contents(home / ".keras") == ["mnist.npz"]
+    assert (cache / "mnist.npz").read_bytes() == body
+    assert data.identity()["name"] == "mnist" and len(data.x_train) == N_TRAIN
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["wrong-hash", "cut-short"])
+def test_a_failed_download_leaves_nothing_in_the_cache(tmp_path, monkeypatch, home, serve, short):
+    import core.data
+
+    body = npz_file(tmp_path / "served.npz").read_bytes()
+    monkeypatch.setattr(core.data, "KERAS_MNIST_URL", serve(body, short=short).url)
+    if short:
+        monkeypatch.setattr(core.data, "KERAS_MNIST_SHA256", sha256_of(body))
+    with pytest.raises(BadInput) as caught:
+        load_dataset("mnist")  # the wrong hash: Keras's own (not this file's)
+    message = str(caught.value)
+    assert "\n" not in message and "download failed" in message
+    assert ("retrieval incomplete" if short else "hash does not match") in message, message
+    assert cache_contents(home / ".keras") == []
+    (home / ".keras" / "datasets").rmdir()  # and the next try starts from nothing
+
+
+def test_a_killed_download_leaves_no_mnist_npz(tmp_path, home, serve):
+    import subprocess
+    import sys
+    import time
+
+    body = npz_file(tmp_path / "served.npz").read_bytes() * 40  # long enough to arrive in pieces
+    server = serve(body, stall=True)
+    probe = (f"import core.data as d; d.KERAS_MNIST_URL = {server.url!r}; "
+             f"d.KERAS_MNIST_SHA256 = {sha256_of(body)!r}; d.load_dataset('mnist')")
+    process = subprocess.Popen([sys.executable, "-c", probe], cwd=REPO, env={**os.environ, "HOME": str(home)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    datasets = home / ".keras" / "datasets"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # until part of the file is on disk
+            staged = [path for path in datasets.glob(".mnist.npz-download-*/*") if path.stat().st_size > 0] \
+                if datasets.is_dir() else []
+            if staged:
+                break
+            time.sleep(0.2)
+        assert staged, "the download never started"
+        process.kill()
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    assert not (datasets / "mnist.npz").exists()  # the half file stayed in its hidden folder
