@@ -14,6 +14,7 @@ import os
 import signal
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -407,6 +408,16 @@ def test_mnist_follows_keras_home(tmp_path, monkeypatch, home):
     (tmp_path / "kh" / "datasets").mkdir(parents=True)
     npz_file(tmp_path / "kh" / "datasets" / "mnist.npz")
     assert load_dataset("mnist").checksum == load_dataset(str(npz_file(tmp_path / "other.npz"))).checksum
+
+
+def test_an_unwritable_home_falls_back_to_tmp_as_keras_does(monkeypatch, home):
+    # Root may write anywhere, so "unwritable" is what os.access says about this HOME.
+    from core.data import keras_mnist_path
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path).startswith(str(home))
+                        else real_access(path, mode))
+    assert keras_mnist_path() == Path("/tmp/.keras/datasets/mnist.npz")
 
 
 def test_download_url_and_hash_are_those_of_keras_load_data():
