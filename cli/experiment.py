@@ -15,6 +15,7 @@ from cli.spec import options_from
 from cluster.options import RayOptions, RunOptions
 from jobs.clusters import ClustersExperiment
 from jobs.rescue import RescueExperiment
+from jobs.seed import SeedExperiment
 
 app = typer.Typer(name="experiment", help="Experiments that compare several training runs or methods.", no_args_is_help=True)
 
@@ -98,3 +99,27 @@ def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayO
 
 app.command("rescue")(rescue)
 
+
+@options_from(job=SeedExperiment, run=(RunOptions, ("out", "fresh")), ray=(RayOptions, ("address",)))
+def seed(ctx: typer.Context, job: SeedExperiment, run: RunOptions, ray: RayOptions) -> None:
+    """The articles' experiments on --data (full MNIST: --data mnist): train the CNN with their
+    settings, OIPs of every conv3 map from random starts and the maps they leave dead, the
+    precursor and the default rescue on those, the MLP on pixels against K = 70 cluster
+    distances, and the KMeans sweep. Each step is a normal run (dreamctl runs lists them),
+    resumed like any other; the table sets every number beside the articles'."""
+    runs = run_experiment(ctx, job, run, ray)
+    _, outcome = runs[-1]
+    data = next(bound for bound, _ in runs if bound.needs_data).dataset
+    table = Table(title=f"the articles' numbers on {data.name} ({len(data.x_train):,} train / "
+                        f"{len(data.x_test):,} test images)")
+    for column in ("what", "articles", "dreamctl", "run"):
+        table.add_column(column)
+    for row in outcome.tables["fidelity"].to_pylist():
+        table.add_row(row["what"], row["articles"], row["text"], row["run"])
+    out.print(table)
+    reused = sum(1 for _, done in runs if done.shards_reused == done.shards_total)
+    out.print(f"runs: {len(runs)} ({reused} reused whole)")
+    print_outcome(outcome)
+
+
+app.command("seed")(seed)
