@@ -12,7 +12,8 @@ import sys
 import pyarrow as pa
 import pytest
 
-from cluster.store import LOCK, RunStore, run_id
+from cluster.storage import LOCK
+from cluster.store import RunStore, run_id
 from jobs.base import Shard
 
 SCHEMA = pa.schema([("map", pa.int32()), ("loss", pa.float32())])
