@@ -211,6 +211,11 @@ class LocalFolder(pafs.FileSystemHandler):
         infos = []
         for name in sorted(os.listdir(fd)):
             path = f"{base}/{name}" if base else name
+            if not name.isprintable() or name.encode("utf-8", "surrogateescape") != name.encode("utf-8", "replace"):
+                # no dreamctl name; pyarrow takes only UTF-8: shown escaped, as something not to read
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                infos.append(pafs.FileInfo(f"{base}/{shown!r}" if base else repr(shown), pafs.FileType.Unknown))
+                continue
             info = self._info(path, fd, name)
             infos.append(info)
             if recursive and info.type == pafs.FileType.Directory:

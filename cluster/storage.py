@@ -78,12 +78,15 @@ class Backend:
         """Where the file ``key`` is for a user (absolute path or URI)."""
         return self.show(key)
 
-    def read(self, key: str) -> bytes | None:
+    def read(self, key: str, limit: int | None = None) -> bytes | None:
         """The file's bytes; None when there is none; Refused when a link, a special file or
-        a folder is in its place."""
+        a folder is in its place, or when it holds more than ``limit`` bytes (a small record)."""
         def read() -> bytes:
             with self.fs.open_input_stream(key) as stream:
-                return stream.read()
+                data = stream.read(limit + 1) if limit is not None else stream.read()
+            if limit is not None and len(data) > limit:
+                raise Refused(f"{self.show(key)} holds more than {limit:,} bytes, more than it can be")
+            return data
         try:
             return self.call(read)
         except FileNotFoundError:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from jobs.base import Artifact, Shard
 
 METADATA_KEY = b"dreamctl"  # the run's metadata in every Parquet schema
+RECORD_LIMIT, MANIFEST_LIMIT = 1 << 16, 1 << 26  # bytes: far above what dreamctl writes, far below a hostile file
 SHARD_KEY = WORK_KEY  # what a worker and the phase say of a shard (node, CPU seconds, work); moved to its commit record
 
 
@@ -79,7 +80,7 @@ def verify_part(backend: Backend, run: str, phase: str, shard_id: str, expected:
     the part's schema must carry; ``n_rows``: the rows the shard writes (None: as recorded);
     ``inputs``: the digest of the earlier phases it must have been built from (None: none)."""
     try:
-        record_bytes = backend.read(record_key(run, phase, shard_id))
+        record_bytes = backend.read(record_key(run, phase, shard_id), RECORD_LIMIT)
         data = backend.read(part_key(run, phase, shard_id))
     except Refused as error:
         raise PartChanged(f"{error.args[0].rsplit('/', 1)[-1]}; a part and its record must be regular files") from None
@@ -466,7 +467,7 @@ def open_run(out: Path | str | Backend, job: str, name: str = LATEST) -> Run:
                 raise BadInput(f"no finished {job} run under {backend.show()} (no {backend.show(f'{job}/{LATEST}')})")
             name = found
         where = backend.show(f"{job}/{name}")
-        data = backend.read(f"{job}/{name}/{MANIFEST}")
+        data = backend.read(f"{job}/{name}/{MANIFEST}", MANIFEST_LIMIT)
     except Refused as error:
         raise Damaged(f"{backend.show(f'{job}/{name}')} is damaged: {error}") from None
     except (JobFailed, OSError) as error:  # a store that does not answer, a folder we may not read
