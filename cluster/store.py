@@ -71,6 +71,12 @@ def digest(parts: list[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+def final_digest(parts: list[tuple[str, str]], outputs: dict[str, dict]) -> dict:
+    """What ``_SUCCESS`` holds: the digest of every part and output of the finished run (an
+    empty ``_SUCCESS``, from before this was recorded, is not checked)."""
+    return {"parts": digest(parts), "outputs": digest(sorted((name, o["sha256"]) for name, o in outputs.items()))}
+
+
 # ----- verified parts: the one check that resume and every reader share ----------------------
 def verify_part(backend: Backend, run: str, phase: str, shard_id: str, expected: dict,
                 n_rows: int | None = None, inputs: str | None = None) -> tuple[bytes, dict]:
@@ -302,10 +308,12 @@ class RunStore:
         return self.backend.location(f"{self.run}/{name}")
 
     def mark_success(self) -> None:
-        """Write ``_SUCCESS``, then point ``<job>/latest`` at this run."""
+        """Write ``_SUCCESS`` (the digest of every part and output the run holds, so a shard
+        dropped from the manifest is seen), then point ``<job>/latest`` at this run."""
         self._require_lock()
         self._lock.confirm()
-        self.backend.write(f"{self.run}/{SUCCESS}", b"")
+        pairs = [(shard_id, record["sha256"]) for records in self.records.values() for shard_id, record in records.items()]
+        self.backend.write(f"{self.run}/{SUCCESS}", json.dumps(final_digest(pairs, self.outputs)).encode())
         try:
             self.backend.point_latest(self.job, self.run_id)
         except OSError as error:  # e.g. a folder named "latest": ours to report, not to delete
@@ -434,6 +442,10 @@ class Run:
                 raise self.damaged(f"{phase}/{stray[0]} is a part the manifest does not list")
         for name in self.manifest.get("outputs") or {}:
             self.output(name)
+        success = self.backend.read(f"{self.key}/{SUCCESS}", RECORD_LIMIT) or b""
+        pairs = [(part.shard_id, part.record["sha256"]) for phase in self.manifest["phases"] for part in self.parts(phase)]
+        if success and success != json.dumps(final_digest(pairs, self.manifest.get("outputs") or {})).encode():
+            raise self.damaged(f"its {MANIFEST} lists other parts or outputs than the run finished with ({SUCCESS})")
         return self
 
 
@@ -547,5 +559,6 @@ def copy_run(run: Run, to: Path | str | Backend, warn: Callable[[str], None] = _
         for name in run.manifest.get("outputs") or {}:
             files[name] = run.output(name)
         copy.add_files(files)
-        copy.mark_success()
+        copy.add_files({SUCCESS: run.backend.read(f"{run.key}/{SUCCESS}", RECORD_LIMIT) or b""})  # last, as always
+        copy.backend.point_latest(run.job, run.run_id)
     return finished_run(to, run.job, run.run_id)

@@ -35,7 +35,8 @@ def write_run(results, seed: int, parts_written: int, n_shards: int, finish: boo
     store.write_manifest({"oips": shards}, "running")
     for shard in shards[:parts_written]:
         store.write_part("oips", shard, pa.table({"map": [shard.payload] * 3, "loss": [0.5] * 3}, schema=SCHEMA))
-    if finish:
+    if finish:  # as the runner does: the phase read back, the manifest, then success
+        store.read_phase("oips", shards, SCHEMA)
         store.write_manifest({"oips": shards}, "done")
         store.mark_success()
     return store
@@ -110,6 +111,13 @@ def damage(run_dir, how: str) -> str:
         with open(os.path.join(os.fsencode(run_dir / "oips"), b"part-\xff.parquet"), "wb") as file:
             file.write(b"planted")
         return "a part the manifest does not list"
+    if how == "a shard dropped from the manifest and its files":
+        values = json.loads(manifest.read_text())
+        dropped = values["phases"]["oips"].pop()
+        manifest.write_text(json.dumps(values))
+        (run_dir / "oips" / f"part-{dropped}.parquet").unlink()
+        (run_dir / "_commits" / "oips" / f"{dropped}.json").unlink()
+        return "lists other parts or outputs than the run finished with"
     if how == "a manifest of 100 MB":
         with open(manifest, "r+b") as file:
             file.truncate(100 << 20)  # sparse: no disk used
@@ -129,6 +137,7 @@ def damage(run_dir, how: str) -> str:
 @pytest.mark.parametrize("how", ["edited manifest", "manifest of the wrong JSON type", "manifest not JSON",
                                  "a FIFO as manifest", "a folder as manifest", "a self-referencing link as manifest",
                                  "an edited part", "a name that is not UTF-8 in a phase folder", "a manifest of 100 MB",
+                                 "a shard dropped from the manifest and its files",
                                  "a lock with a huge pid", "a lock with a non-numeric pid",
                                  "a FIFO as lock"])
 def test_one_damaged_run_never_hides_the_others(tmp_path, cli, capsys, how):
