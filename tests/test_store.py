@@ -187,3 +187,26 @@ def test_commit_records_stay_out_of_readers_way(store):
     assert sorted(p.name for p in phase_dir(store, "scores").iterdir()) == [f"part-s{i}.parquet" for i in range(3)]
     assert commit_path(store, "scores", shards[0]).is_file()
     assert sorted(pd.read_parquet(phase_dir(store, "scores"))["map"]) == list(range(12))
+
+
+def test_a_later_phase_built_from_other_parts_is_recomputed(tmp_path):
+    """A phase-2 part records the digest of the phase-1 parts it was built from: when a
+    phase-1 part is recomputed (here: with other rows), the phase-2 parts are recomputed too."""
+    first, second = Shard("a", None, 4, 4), Shard("all", None, 4, 4)
+
+    def rerun(offset: int, warnings: list) -> bool:
+        with RunStore(tmp_path, "job", "abc123", {}, warn=warnings.append) as store:
+            store.open(fresh=False)
+            if not store.is_done("scores", first):
+                store.write_part("scores", first, table(4, offset))
+            store.read_phase("scores", [first], SCHEMA)
+            reused = store.is_done("oips", second)
+            if not reused:
+                store.write_part("oips", second, table(4))
+            return reused
+
+    warnings: list = []
+    assert not rerun(0, warnings) and rerun(0, warnings) and warnings == []
+    part_path(RunStore(tmp_path, "job", "abc123", {}), "scores", first).unlink()  # phase 1 recomputed ...
+    assert not rerun(100, warnings)  # ... with other rows: phase 2 is not reused
+    assert "oips/part-all.parquet: was built from other parts of the earlier phases" in warnings[-1]
