@@ -25,7 +25,7 @@ def is_uri(out: object) -> bool:
 
 def parse_out(text: str, spec: object = None) -> Path | str:
     """``--out`` as given: a local path (``file:///abs/path`` too) as a Path, any other
-    ``scheme://`` URI as its text (cluster/object_store.py opens it). ValueError: an unusable URI."""
+    ``scheme://`` URI as its text (cluster/storage.py opens it). ValueError: an unusable URI."""
     if not is_uri(text):
         return Path(text)
     parts = urlsplit(text)
