@@ -473,6 +473,16 @@ def test_cli_mnist_offline_exits_2_saying_where_to_put_the_file(cli, capfd, monk
     assert cache_contents(home / ".keras") == []  # no file, no half file, no staging folder
 
 
+def test_a_cache_folder_that_cannot_be_made_is_bad_input(home):
+    (home / ".keras").mkdir()
+    (home / ".keras" / "datasets").write_text("a file where Keras's folder goes")
+    with pytest.raises(BadInput) as caught:
+        load_dataset("mnist")
+    message = str(caught.value)
+    assert "\n" not in message and "cannot write to" in message and "--data PATH.npz" in message, message
+    assert str(home / ".keras" / "datasets" / "mnist.npz") in message
+
+
 class Served:
     """A local HTTP server for one file: ``url``; ``short`` announces 1,000 bytes more than it
     sends (a connection cut mid-download); ``stall`` sends half, then waits."""
