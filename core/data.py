@@ -417,7 +417,7 @@ def download_keras_mnist(path: Path) -> None:
     try:
         get_file = _keras_get_file()
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urlretrieve (inside get_file) takes no timeout
-        with contextlib.redirect_stdout(sys.stderr):  # Keras prints its progress bar on stdout
+        with contextlib.redirect_stdout(_DownloadOutput(sys.stderr)):  # Keras prints its progress on stdout
             fetched = get_file("mnist.npz", KERAS_MNIST_URL, file_hash=KERAS_MNIST_SHA256, cache_subdir=staging)
         os.replace(fetched, path)
     except Exception as error:  # Keras turns URLError / HTTPError into a bare Exception("URL fetch failure ...")
@@ -425,6 +425,34 @@ def download_keras_mnist(path: Path) -> None:
     finally:
         socket.setdefaulttimeout(previous_timeout)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class _DownloadOutput:
+    """Where Keras's download output goes: ``stream`` (stderr), with its first line ("Downloading
+    data from URL") held back until the progress bar starts, so that a download that never
+    starts (offline) ends in one line, the error, which names the URL."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.encoding = getattr(stream, "encoding", None)
+        self.held: str | None = None
+        self.started = False
+
+    def write(self, text: str) -> int:
+        if not self.started and self.held is None:
+            self.held = text
+            return len(text)
+        if not self.started:
+            self.started = True
+            self.stream.write(self.held)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        if self.started:
+            self.stream.flush()
+
+    def isatty(self) -> bool:  # Keras's progress bar redraws one line on a terminal
+        return self.stream.isatty()
 
 
 def _keras_get_file():
