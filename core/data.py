@@ -41,7 +41,9 @@ from core.errors import BadInput
 BUNDLED = "mnist-5k"
 BUNDLED_SPLIT_SEED = 0
 BUNDLED_TEST_SIZE = 1000
-KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
+# os.path.expanduser, not Path.home(): with no $HOME and no user database entry (a container
+# run under an arbitrary uid) it leaves "~" as it is instead of raising at import.
+KERAS_CACHE = Path(os.path.expanduser("~/.keras/datasets/mnist.npz"))
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
@@ -362,7 +364,7 @@ def load_dataset(spec: str = BUNDLED) -> Dataset:
     """
     if spec == BUNDLED:
         return load_bundled()
-    path = KERAS_CACHE if spec == "mnist" else Path(spec).expanduser()
+    path = KERAS_CACHE if spec == "mnist" else Path(os.path.expanduser(spec))
     if not os.path.lexists(path):
         if spec == "mnist":
             raise BadInput(f"no Keras MNIST cache at {KERAS_CACHE} (no download here); pass --data PATH")
