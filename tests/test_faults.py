@@ -95,6 +95,21 @@ class Dreamctl:
             time.sleep(0.05)
         self.tree.update(process_tree(self.pid))
 
+    def left_running(self, grace_s: float) -> list[int]:
+        """The pids of its tree that still run ``grace_s`` after the process ended (zombies have ended)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = []
+            for pid in self.tree - {self.pid}:
+                try:
+                    if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X"):
+                        left.append(pid)
+                except (OSError, IndexError):
+                    pass
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
     def end(self) -> None:
         """Kill the process if it still runs, and whatever of its tree is left after 30 s."""
         if self.process.poll() is None:
@@ -145,12 +160,14 @@ def test_sigterm_ends_a_real_run_with_exit_3_complete_parts_and_it_resumes(refer
         dreamctl.wait_for_commits(tmp_path, 3)
         dreamctl.process.send_signal(signal.SIGTERM)
         exit_code = dreamctl.process.wait(timeout=60)  # SIGTERM always ends dreamctl
+        left = dreamctl.left_running(grace_s=5)  # its local Ray stopped: actors, raylet, agents
     finally:
         dreamctl.end()
     stderr = dreamctl.stderr.read_text()
     assert exit_code == 3, stderr[-2000:]
-    assert "interrupted: finished shards are saved; rerun the same command to resume" in stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: finished shards are saved; rerun the same command to resume"
     assert "Traceback" not in stderr
+    assert not left, f"processes of the run still running after it ended: {left}"
     run_dir = the_run_dir(tmp_path)
     committed = committed_parts(run_dir)
     assert 3 <= len(committed) < N_SCORES_SHARDS  # stopped half-way
