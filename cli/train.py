@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from cli.spec import options_from
 from cluster.options import DEFAULT_MODEL, parse_model
 from core.errors import BadParameter
 from core.model import TrainConfig
+from core.params import parse_path
 
 
 @options_from(config=TrainConfig)
@@ -23,11 +25,19 @@ def train(
     from cluster.runner import check_out_folder
     from cluster.training import train_and_save
 
-    try:
-        model = parse_model(model)
-    except ValueError as error:
-        raise BadParameter("model", str(error)) from None
+    model = model_to_write(model)
     check_out_folder(model.parent, "model")
     metrics = train_and_save(data_option(ctx), model, config, err)
     out.print(f"train accuracy {metrics['train_accuracy']:.4f}  test accuracy {metrics['test_accuracy']:.4f}")
     out.print(f"saved {model}")
+
+
+def model_to_write(text: str) -> Path:
+    """``--model`` of ``train``: a name a file can have, not a folder, ending in .keras:
+    checked before any training (Keras would refuse to save after the last epoch)."""
+    try:
+        if parse_path(text).is_dir():
+            raise ValueError(f"{text} is a folder; name the .keras file to write")
+        return parse_model(text)
+    except ValueError as error:
+        raise BadParameter("model", str(error)) from None

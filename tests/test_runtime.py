@@ -395,7 +395,7 @@ def listening_sockets(pids: list[int]) -> list[dict]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_local_ray_listens_on_loopback_only_with_token_auth_in_a_private_folder():
+def test_local_ray_listens_on_loopback_only_with_token_auth():
     env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_AUTH_MODE"] = "disabled"  # dreamctl's local Ray keeps token auth on regardless
     result = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], cwd=ROOT, env=env,
