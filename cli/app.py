@@ -1,9 +1,9 @@
 """The ``dreamctl`` command: a thin Typer layer over jobs/ and cluster/.
 
 Exit codes: 0 done; 1 job failed; 2 bad input (one line, no traceback); 3 interrupted with
-partial results saved (rerun the same command to resume). SIGINT and SIGTERM are honoured
-from the first moment of :func:`main` (cluster/interrupts.py): exit 3 once the job's work
-has begun, exit 2 before (nothing was started or written). Importing this module loads
+partial results saved (rerun the same command to resume). SIGINT, SIGTERM and SIGHUP are
+honoured from the first moment of :func:`main` (cluster/interrupts.py): exit 3 once the
+job's work has begun, exit 2 before (nothing was started or written). Importing this module loads
 neither TensorFlow nor Ray, nor the commands: :func:`main` does, after its signal handlers
 are in place, so ``--help`` and argument errors are instant and Ctrl-C during the imports
 is one line too.
@@ -127,8 +127,9 @@ def say(code: int, message: str, markup: bool = True) -> int:
 
 
 def run() -> None:  # console script
-    # main() honours the signals while it runs and puts these back when it returns: once the
-    # exit code is decided, a late signal must not turn it into a death by signal.
+    code = main()
+    # main() honoured the signals while it ran and put the defaults back: once the exit code
+    # is decided, a late signal must not turn it into a death by signal.
     for signum in interrupts.SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    sys.exit(main())
+    sys.exit(code)

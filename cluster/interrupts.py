@@ -1,6 +1,7 @@
-"""SIGINT and SIGTERM: how dreamctl stops, at whatever stage a signal finds it.
+"""SIGINT, SIGTERM and SIGHUP: how dreamctl stops, at whatever stage a signal finds it.
 
-Both signals end dreamctl as Ctrl-C does: a ``KeyboardInterrupt`` in the main thread, which
+Ctrl-C, ``kill`` (``docker stop``, systemd) and a closed terminal all end dreamctl as Ctrl-C
+does: a ``KeyboardInterrupt`` in the main thread, which
 ``cli/app.py`` turns into exit 3 once the job's work has begun (:func:`mark_started`: a model
 is trained, Ray is started or joined, a job runs in this process), exit 2 before (the options
 were being read and checked: nothing was started, nothing written).
@@ -26,7 +27,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _started = False
 _held: list[int] | None = None  # signals received inside held(); None: not holding
@@ -51,12 +52,18 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _taken(signum: int) -> bool:
+    """Whether dreamctl handles ``signum``: not when it was ignored when we got it (``nohup``
+    ignores SIGHUP, a shell ignores SIGINT for a ``&`` job of a script): as the parent asked."""
+    return signal.getsignal(signum) != signal.SIG_IGN
+
+
 def install() -> Callable[[], None]:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt (main thread only); nothing has
-    started yet. Returns the function that puts the previous handlers back."""
+    """Make each of :data:`SIGNALS` not ignored raise KeyboardInterrupt (main thread only);
+    nothing has started yet. Returns the function that puts the previous handlers back."""
     global _started
     _started = False
-    previous = {signum: signal.signal(signum, _interrupt) for signum in SIGNALS}
+    previous = {signum: signal.signal(signum, _interrupt) for signum in SIGNALS if _taken(signum)}
 
     def restore() -> None:
         for signum, handler in previous.items():
@@ -67,16 +74,15 @@ def install() -> Callable[[], None]:
 
 @contextmanager
 def held() -> Iterator[None]:
-    """Run the block with SIGINT and SIGTERM held: the first one arriving inside it is raised
-    (as the handler in place before the block would) when the block ends; a second one is
-    not held. Only the main thread can hold signals; elsewhere the block just runs."""
+    """Run the block with :data:`SIGNALS` held (those not ignored): the first one arriving
+    inside it is raised (as the handler in place before the block would) when the block
+    ends; a second one is not held. Only the main thread can hold signals; elsewhere the
+    block just runs."""
     global _held
     if threading.current_thread() is not threading.main_thread() or _held is not None:
         yield
         return
-    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    for signum in SIGNALS:
-        signal.signal(signum, _interrupt)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in SIGNALS if _taken(signum)}
     _held = []
     try:
         yield

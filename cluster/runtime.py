@@ -7,7 +7,7 @@ client server ``ray://host:10001``), each within :data:`CONNECT_TIMEOUT_S`; so i
 Ray will send. A local Ray started here listens on 127.0.0.1 only, requires Ray's token and
 keeps its files in a new folder only this user can enter; when the job ends it is stopped,
 every process it started is gone and its folder removed. Starting and stopping it are never
-cut in the middle by SIGINT or SIGTERM (cluster/interrupts.py). See docs/SECURITY.md.
+cut in the middle by a signal (cluster/interrupts.py). See docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -413,7 +413,7 @@ def _is_loopback(host: str) -> bool:
 
 @contextmanager
 def _ray_init_guarded() -> Iterator[None]:
-    """Around ``ray.init``: SIGINT and SIGTERM wait until it returns (interrupts.held), Ray
+    """Around ``ray.init``: SIGINT, SIGTERM and SIGHUP wait until it returns (interrupts.held), Ray
     does not replace our SIGTERM handler with its own (``sys.exit(15)``), and the driver's C++
     failure-signal handler (a stack dump on SIGTERM) is not installed. What Ray set up is
     then stopped by the caller's cleanup, never left half-made."""
@@ -621,7 +621,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, dashboa
     here); None = ``$RAY_ADDRESS``, else a local Ray with ``num_cpus`` CPUs (None = all) and
     a dashboard unless ``dashboard`` is False. A wrong or unreachable address raises
     BadInput within a few seconds. A local Ray is stopped when the block ends, however it
-    ends (SIGINT or SIGTERM included): no process of it is left, nor its files.
+    ends (a signal included): no process of it is left, nor its files.
     """
     interrupts.mark_started()
     temp_dir, before, context = None, set(), None

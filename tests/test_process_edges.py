@@ -205,11 +205,17 @@ def group_members(pgid: int) -> list[int]:
     return found
 
 
+def ignore_sighup() -> None:
+    """What ``nohup`` does before it runs the command."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 class Process:
     """``dreamctl ARGS`` (or ``python -c CODE ARGS``) as a real process in ``folder``, in a
     process group of its own; notes its process tree while it runs."""
 
-    def __init__(self, folder: Path, *args: str, stdout=None, stderr=None, env: dict | None = None):
+    def __init__(self, folder: Path, *args: str, stdout=None, stderr=None, env: dict | None = None,
+                 ignore_hangup: bool = False):
         environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
         environment.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
         command = [str(DREAMCTL)] if DREAMCTL.exists() else [sys.executable, "-c", "from cli.app import run; run()"]
@@ -217,7 +223,8 @@ class Process:
         with self.stderr_path.open("w") as default_stderr:
             self.process = subprocess.Popen([*command, *args], cwd=folder, env=environment, start_new_session=True,
                                             stdout=subprocess.DEVNULL if stdout is None else stdout,
-                                            stderr=default_stderr if stderr is None else stderr)
+                                            stderr=default_stderr if stderr is None else stderr,
+                                            preexec_fn=ignore_sighup if ignore_hangup else None)
         self.pid = self.process.pid
         self.tree: set[int] = {self.pid}
         self.temp_dirs: set[str] = set()
@@ -295,18 +302,25 @@ RUN = ["oip", "--maps", "0-3", "--epochs", "300", "--restarts", "4", "--actors",
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_sigint_and_sigterm_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trained_model_path):
+def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trained_model_path):
     args = [*RUN, "--model", str(trained_model_path)]
 
-    # 1. before anything started (Python and TensorFlow still importing): Ctrl-C is exit 2
-    before = Process(tmp_path, *args)
-    try:
-        time.sleep(1.0)
-        assert before.process.poll() is None and not before.children(), "the run got further than its imports"
-        os.killpg(before.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole foreground group
-        assert_stopped_with(before, 2, NOT_STARTED)
-    finally:
-        before.end()
+    # 1. before anything started (Python and TensorFlow still importing): Ctrl-C is exit 2, and
+    # so is a hang-up (a closed terminal; was: killed by SIGHUP) unless nohup ignores it
+    for how in ("SIGINT", "SIGHUP", "nohup"):
+        before = Process(tmp_path, *args, ignore_hangup=how == "nohup")
+        try:
+            time.sleep(1.0)
+            assert before.process.poll() is None and not before.children(), "the run got further than its imports"
+            if how == "nohup":
+                os.killpg(before.pid, signal.SIGHUP)
+                time.sleep(1.0)
+                assert before.process.poll() is None, "nohup's ignored SIGHUP ended dreamctl"
+            # as Ctrl-C in a terminal, a hang-up: to the whole foreground group
+            os.killpg(before.pid, signal.SIGHUP if how == "SIGHUP" else signal.SIGINT)
+            assert_stopped_with(before, 2, NOT_STARTED)
+        finally:
+            before.end()
 
     # 2. while the local Ray starts (was: exit 15, Ray's agents left running for a minute)
     starting = Process(tmp_path, *args)
