@@ -43,11 +43,13 @@ LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0  # after ray.shutdown, what of our local Ray still runs is killed
 # A local Ray's files go to PRIVATE/ray, PRIVATE a new folder only we can enter: Ray makes
 # every folder it creates writable by all (0777), PRIVATE it does not create. Its AF_UNIX
-# sockets live at PRIVATE/ray/session_<date>_<time>_<µs>_<pid>/sockets/plasma_store (at most
-# 64 characters after PRIVATE/ray) and a socket path has at most 107 bytes on Linux.
-SOCKET_PATH_MAX = 107
+# sockets live at PRIVATE/ray/session_<date>_<time>_<µs>_<pid>/sockets/<name>, the longest
+# dash_TaskEventsHead: at most 70 characters after PRIVATE/ray, and a socket path has at
+# most 107 bytes on Linux.
+SOCKET_PATH_MAX, SOCKET_SUFFIX_MAX = 107, 70
 TEMP_PREFIX, RAY_FOLDER = "dreamctl-ray-", "ray"
-MAX_TEMP_BASE = SOCKET_PATH_MAX - 64 - len(RAY_FOLDER) - 1 - len(TEMP_PREFIX) - 8 - 1  # mkdtemp adds 8 characters
+MAX_TEMP_BASE = (SOCKET_PATH_MAX - SOCKET_SUFFIX_MAX - len(RAY_FOLDER) - 1
+                 - len(TEMP_PREFIX) - 8 - 1)  # mkdtemp adds 8 characters
 
 # HTTP/2 client connection preface followed by an empty SETTINGS frame (RFC 9113 §3.4):
 # every gRPC server answers it with a SETTINGS frame of its own.

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from cli_output import one_error_line
-from test_runtime import process_tree
+from test_runtime import private_ray_folders, process_tree
 
 from cluster.files import is_temporary
 
@@ -83,6 +84,7 @@ class Dreamctl:
             self.process = subprocess.Popen([*command, *args], cwd=folder, env=env, stdout=stdout, stderr=stderr)
         self.pid = self.process.pid
         self.tree: set[int] = set()
+        self.ray_folders: set[str] = set()  # its local Ray's private folder (kill -9 leaves it)
 
     def wait_for_commits(self, folder: Path, n: int) -> None:
         """Until ``n`` phase-1 parts are committed under ``folder``/results; notes the
@@ -94,6 +96,7 @@ class Dreamctl:
             self.tree.update(process_tree(self.pid))
             time.sleep(0.05)
         self.tree.update(process_tree(self.pid))
+        self.ray_folders.update(private_ray_folders(self.tree))
 
     def left_running(self, grace_s: float) -> list[int]:
         """The pids of its tree that still run ``grace_s`` after the process ended (zombies have ended)."""
@@ -123,6 +126,8 @@ class Dreamctl:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for folder in self.ray_folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def committed_parts(run_dir: Path) -> dict[str, Path]:

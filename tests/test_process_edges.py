@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from cli_output import one_error_line
-from test_runtime import LOOPBACK_IPS, HTTP2Greeter, listening_sockets, process_tree
+from test_runtime import LOOPBACK_IPS, HTTP2Greeter, listening_sockets, private_ray_folders, process_tree
 
 DREAMCTL = Path(sys.executable).with_name("dreamctl")
 INTERRUPTED = "interrupted: finished shards are saved; rerun the same command to resume"
@@ -235,13 +234,9 @@ class Process:
 
     def watch(self) -> None:
         """Note the process tree and the private folder of its Ray (from gcs_server's command line)."""
-        for pid in process_tree(self.pid):
-            self.tree.add(pid)
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            self.temp_dirs.update(re.findall(r"(/[^\0 ]*?/dreamctl-ray-[^/\0 ]+)/ray/", command))
+        pids = process_tree(self.pid)
+        self.tree.update(pids)
+        self.temp_dirs.update(private_ray_folders(pids))
 
     def wait_until(self, ready, what: str) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -368,6 +369,19 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def private_ray_folders(pids) -> set[str]:
+    """The private folders (cluster.runtime.private_temp_dir) of the local Rays whose
+    processes are among ``pids``, read from their command lines."""
+    found = set()
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        found.update(re.findall(r"(/[^\0 ]*?/dreamctl-ray-[^/\0 ]+)/ray/", command))
+    return found
+
+
 def listening_sockets(pids: list[int]) -> list[dict]:
     """Listening TCP sockets (IPv4 and IPv6) held by ``pids``: pid, command, ip, port."""
     by_inode = {}
@@ -420,7 +434,7 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
     temp_dir = report["info"]["temp_dir"]
     assert (report["temp_mode"], report["temp_uid"]) == (0o700, os.getuid())
     assert any(name.startswith("session_") for name in report["sessions"])
-    assert len(temp_dir + "/ray") + 64 <= 107
+    assert len(temp_dir + "/ray/session_2026-12-02_00-02-07_166445_4194304/sockets/dash_TaskEventsHead") <= 107
     # ... and the session's processes are gone once ray_session has ended.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in report["pids"]):
