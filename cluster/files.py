@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # ".<name>.<16 hex>.tmp<suffix>" (ours) and ".<name>.tmp[.png]" (the fixed names of older versions)
 _TEMPORARY = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
@@ -68,7 +68,7 @@ class _Committing(io.RawIOBase):
 
     def __init__(self, folder_fd: int, temporary: str, name: str):
         self.folder_fd, self.temporary, self.name = folder_fd, temporary, name
-        self.fd = os.open(temporary, _EXCLUSIVE, 0o666, dir_fd=folder_fd)
+        self.fd = os.open(temporary, EXCLUSIVE, 0o666, dir_fd=folder_fd)
         self.failed = False
 
     def writable(self) -> bool:
@@ -211,6 +211,11 @@ class LocalFolder(pafs.FileSystemHandler):
         infos = []
         for name in sorted(os.listdir(fd)):
             path = f"{base}/{name}" if base else name
+            if not name.isprintable() or name.encode("utf-8", "surrogateescape") != name.encode("utf-8", "replace"):
+                # no dreamctl name; pyarrow takes only UTF-8: shown escaped, as something not to read
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                infos.append(pafs.FileInfo(f"{base}/{shown!r}" if base else repr(shown), pafs.FileType.Unknown))
+                continue
             info = self._info(path, fd, name)
             infos.append(info)
             if recursive and info.type == pafs.FileType.Directory:
@@ -291,26 +296,3 @@ class LocalFolder(pafs.FileSystemHandler):
             if error.errno == errno.EINVAL:  # exists, but no link
                 return None
             raise
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a unique hidden temporary path in ``path``'s folder (created empty and
-    exclusively) for writers that need a file name (``keras.Model.save``); on success it is
-    renamed onto ``path``, on an exception removed. For files outside the results folder."""
-    path = Path(path)
-    while True:
-        temporary = path.with_name(temporary_name(path.name))
-        try:
-            os.close(os.open(temporary, _EXCLUSIVE, 0o666))
-            break
-        except FileExistsError:  # a name taken by chance (or planted): draw another
-            continue
-    try:
-        yield temporary
-        if temporary.is_symlink():  # swapped for a link while the caller wrote: never publish it
-            raise OSError(f"temporary file {temporary} was replaced by a link")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -1,7 +1,7 @@
 """One writer per run folder: a lock naming its owner (pid, host, start time, token).
 
 :class:`RunLock` is a file in a local run folder; :class:`ObjectLock` an object on an object
-store (cluster/object_store.py), which has no atomic create.
+store (cluster/storage.py ObjectBackend), which has no atomic create.
 
 The lock is created exclusively: its complete record is written to a unique hidden file,
 then hard-linked to the lock's name (``link`` fails when the name exists, as
@@ -24,12 +24,9 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from core.errors import BadInput, JobFailed
-
-if TYPE_CHECKING:
-    from cluster.object_store import ObjectBackend
 
 # A lock file that does not parse was not written by the link path (its records are whole);
 # the O_EXCL fallback writes right after creating, so give such a writer this long.
@@ -239,7 +236,7 @@ class RunLock:
 class ObjectLock:
     """One writer per run folder on an object store, without an atomic create.
 
-    ``acquire``: when the lock object ``<run>/_lock`` is missing or stale, write our record
+    ``acquire``: when the lock object is missing or stale, write our record
     (unique token), wait ``settle_seconds``, read it back: ours when our token is still there
     (of writers that raced, the last PUT wins and the others back off). While held, a thread
     rewrites the record every ``heartbeat_seconds``; a lock whose object is older than
@@ -251,8 +248,8 @@ class ObjectLock:
     heartbeat_seconds = 10.0
     stale_seconds = 60.0
 
-    def __init__(self, backend: ObjectBackend, run: str, warn: Callable[[str], None] = lambda message: None):
-        self.backend, self.key, self.warn = backend, f"{run}/_lock", warn
+    def __init__(self, backend: Any, key: str, warn: Callable[[str], None] = lambda message: None):
+        self.backend, self.key, self.warn = backend, key, warn  # an ObjectBackend; the lock object's key
         self.owner: dict | None = None
         self.lost: str | None = None  # why the heartbeat found the lock taken away
         self._stop = threading.Event()

@@ -9,18 +9,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from typing import TYPE_CHECKING
 
 from core.errors import BadInput
+from cluster.files import EXCLUSIVE, temporary_name
 from core.model import CONV_LAYERS, IMAGE_SIZE, Standardization
-from cluster.files import atomic_path
 
 if TYPE_CHECKING:  # Keras is imported where a model is loaded, not by every command
     import keras
 
 METADATA_NAME = "dreamctl.json"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a unique hidden temporary path in ``path``'s folder (created empty and
+    exclusively) for writers that need a file name (``keras.Model.save``); on success it is
+    renamed onto ``path``, on an exception removed. For files outside the results folder."""
+    path = Path(path)
+    while True:
+        temporary = path.with_name(temporary_name(path.name))
+        try:
+            os.close(os.open(temporary, EXCLUSIVE, 0o666))
+            break
+        except FileExistsError:  # a name taken by chance (or planted): draw another
+            continue
+    try:
+        yield temporary
+        if temporary.is_symlink():  # swapped for a link while the caller wrote: never publish it
+            raise OSError(f"temporary file {temporary} was replaced by a link")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def save_model(model: keras.Model, path: Path, standardization: Standardization, data_identity: dict, metrics: dict) -> None:

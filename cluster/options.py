@@ -25,7 +25,7 @@ def is_uri(out: object) -> bool:
 
 def parse_out(text: str, spec: object = None) -> Path | str:
     """``--out`` as given: a local path (``file:///abs/path`` too) as a Path, any other
-    ``scheme://`` URI as its text (cluster/object_store.py opens it). ValueError: an unusable
+    ``scheme://`` URI as its text (cluster/storage.py opens it). ValueError: an unusable
     URI, or a path no folder could have (core.params.parse_path: not UTF-8, a name too long)."""
     if not is_uri(text):
         return parse_path(text)

@@ -16,7 +16,8 @@ from rich.console import Console
 from cluster.model_file import file_hash, read_metadata
 from cluster.options import DEFAULT_MODEL, RayOptions, RunOptions, is_uri
 from cluster.runner import check_out_folder, execute
-from cluster.store import LATEST, LocalBackend, Run, RunStore, copy_run, finished_run, job_runs, newest_finished
+from cluster.storage import LATEST, LocalBackend
+from cluster.store import Run, RunStore, copy_run, finished_run, job_runs, newest_finished
 from core.errors import BadInput
 from jobs.atlas import AtlasJob, PrecursorRun, map_inputs, reused_oips
 from jobs.oip import OIP_SCHEMA

@@ -20,10 +20,10 @@ from rich.console import Console
 from cluster.model_file import file_hash
 from cluster.options import RayOptions, RunOptions, is_uri
 from cluster.progress import JobProgress
-from cluster.store import RunStore, measured, run_id
+from cluster.store import RunStore, run_id
 from core.errors import BadInput, BadParameter, JobFailed
 from core.data import Dataset
-from jobs.base import Experiment, Job, Phase, Shard, TrainedModel, non_finite_columns
+from jobs.base import Experiment, Job, Phase, Shard, TrainedModel, measured, non_finite_columns
 
 if TYPE_CHECKING:  # Ray is imported where a job runs on it, not by --help
     from cluster.scheduler import ActorPool
@@ -50,7 +50,7 @@ def check_out_folder(out: Path | str, parameter: str = "out") -> None:
     bucket exists and answers: checked before any model is trained or Ray is started.
     ``parameter``: the option named in the error."""
     if is_uri(out):
-        from cluster.object_store import ObjectBackend
+        from cluster.storage import ObjectBackend
 
         try:
             ObjectBackend(out).check(parameter)

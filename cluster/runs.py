@@ -17,19 +17,9 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cluster.store import LATEST, Backend, Damaged, Run, backend_for, job_runs, open_run
+from cluster.storage import LATEST, Backend, Damaged, backend_for
+from cluster.store import Run, job_runs, open_run
 from core.errors import BadInput, JobFailed
-
-KEY_PARAMS = {  # job -> the parameters that tell its runs apart at a glance
-    "precursor": ("layer", "maps", "grid", "levels", "test_epochs", "top", "full_epochs"),
-    "oip": ("layer", "maps", "epochs", "restarts", "seed"),
-    "dream": ("image_name", "layer", "maps", "objective", "iterations", "epochs", "octaves", "tile_grid"),
-    "kmeans": ("ks", "n_init", "scale", "samples"),
-    "mlp": ("clusters", "scale", "mlp.epochs", "mlp.hidden"),
-    "clusters": ("ks", "scale", "mlp.epochs"),
-    "atlas": ("precursor_run", "layer", "maps", "oip_run", "oip_restarts", "oip_epochs"),
-}
-
 
 @dataclass(frozen=True)
 class PhaseInfo:
@@ -51,7 +41,6 @@ class RunInfo:
     rows: int = 0
     shards: int = 0
     shards_done: int = 0
-    key_params: str = ""
     latest: bool = False
     params: dict = field(default_factory=dict, repr=False)
     model_hash: str | None = None
@@ -62,46 +51,6 @@ class RunInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def compact_ints(values) -> str:
-    """[0, 1, 2, 3, 9] -> '0-3,9'."""
-    values = sorted(int(v) for v in values)
-    parts, start = [], None
-    for index, value in enumerate(values):
-        if start is None:
-            start = value
-        if index + 1 == len(values) or values[index + 1] != value + 1:
-            parts.append(str(start) if start == value else f"{start}-{value}")
-            start = None
-    return ",".join(parts)
-
-
-def _lookup(params: dict, dotted: str):
-    value = params
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def describe_params(job: str, params: dict) -> str:
-    """The key parameters of a run as 'name=value' pairs (every scalar for an unknown job)."""
-    keys = KEY_PARAMS.get(job) or tuple(k for k, v in params.items() if isinstance(v, (int, float, str, bool)))
-    pairs = []
-    for key in keys:
-        value = _lookup(params, key)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            value = compact_ints(value)
-        elif isinstance(value, (list, tuple)):
-            value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-        elif isinstance(value, float):
-            value = f"{value:g}"
-        pairs.append(f"{key}={value}")
-    return " ".join(pairs)
 
 
 def summarize(run: Run) -> RunInfo:
@@ -119,7 +68,7 @@ def summarize(run: Run) -> RunInfo:
     return RunInfo(
         job=run.job, run_id=run.run_id, path=run.show(), status=status, date=str(run.manifest.get("updated", "")),
         rows=sum(p.rows for p in phases.values()), shards=sum(p.shards for p in phases.values()),
-        shards_done=sum(p.done for p in phases.values()), key_params=describe_params(run.job, run.params),
+        shards_done=sum(p.done for p in phases.values()),
         latest=run.backend.latest(run.job) == run.run_id, params=run.params, model_hash=run.model_hash,
         data=run.data, versions=run.manifest.get("versions") or {}, phases=phases, problem=problem)
 

@@ -1,18 +1,8 @@
 """The run store: every result folder is written and read here, the same way on every storage.
 
-A run lives at ``<out>/<job>/<run_id>/`` on a pyarrow filesystem: a local folder
-(cluster/files.py) or an object store (cluster/object_store.py). Its layout, spelled out
-only in this module:
-
-    _manifest.json                   job, run id, parameters, model hash, data id, versions, the shard
-                                     ids of every phase, the outputs' sha256, status running / done
-    <phase>/part-<shard>.parquet     one part per shard, the run's metadata in its Parquet schema
-    _commits/<phase>/<shard>.json    the part's commit record: shard, rows, bytes, sha256, the digest of
-                                     the phases it was built from, the Ray node and CPU seconds it took
-    <name>                           the job's outputs: figures, summaries (``report/`` for the atlas)
-    _lock                            the one process writing the run (cluster/lock.py)
-    _SUCCESS                         written last
-    <out>/<job>/latest               the newest finished run: a link here, an object holding its id there
+A run lives at ``<out>/<job>/<run_id>/`` on a local folder or an object store, with the
+layout cluster/storage.py names; this module writes and reads it through the storage's
+pyarrow filesystem, the same code for both.
 
 **Writing** (:class:`RunStore`): one writer per run (its lock); a part, then its commit
 record; a rerun with the same parameters (same run id) reuses a part only when
@@ -39,24 +29,22 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from cluster.files import LinkInTheWay, LocalFolder, Refused, is_temporary
+from cluster.files import Refused, is_temporary
+from cluster.storage import (COMMITS, LATEST, LOCK, MANIFEST, SUCCESS, Backend, Damaged, backend_for, part_key,
+                             record_key)
 from core.errors import BadInput, JobFailed
 from jobs.base import WORK_KEY
 
 if TYPE_CHECKING:
     from jobs.base import Artifact, Shard
 
-MANIFEST, SUCCESS, LOCK, COMMITS, LATEST = "_manifest.json", "_SUCCESS", "_lock", "_commits", "latest"
 METADATA_KEY = b"dreamctl"  # the run's metadata in every Parquet schema
+RECORD_LIMIT, MANIFEST_LIMIT = 1 << 16, 1 << 26  # bytes: far above what dreamctl writes, far below a hostile file
 SHARD_KEY = WORK_KEY  # what a worker and the phase say of a shard (node, CPU seconds, work); moved to its commit record
 
 
 class PartChanged(JobFailed):
     """A committed part no longer matches its commit record while the run reads it."""
-
-
-class Damaged(BadInput):
-    """A run that cannot be shown: it is named, with the reason and how to heal it."""
 
 
 def run_id(job: str, params: dict, model_hash: str | None, data: dict) -> str:
@@ -83,141 +71,6 @@ def digest(parts: list[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def part_key(run: str, phase: str, shard_id: str) -> str:
-    return f"{run}/{phase}/part-{shard_id}.parquet"
-
-
-def record_key(run: str, phase: str, shard_id: str) -> str:
-    return f"{run}/{COMMITS}/{phase}/{shard_id}.json"
-
-
-# ----- storage: what is common, and the seam where kinds differ ------------------------------
-class Backend:
-    """A results folder on a pyarrow filesystem (keys are ``job/run/...`` below it).
-    Subclasses say what differs: the lock, the ``latest`` pointer, how a key is shown, and
-    how long a call may take (:meth:`call`)."""
-
-    def __init__(self, fs: pafs.FileSystem, shown: str):
-        self.fs, self.shown = fs, shown
-
-    def call(self, operation: Callable, *args, size: int = 0):
-        return operation(*args)
-
-    def show(self, key: str = "") -> str:
-        return f"{self.shown.rstrip('/')}/{key}" if key else self.shown
-
-    def location(self, key: str) -> str:
-        """Where the file ``key`` is for a user (absolute path or URI)."""
-        return self.show(key)
-
-    def read(self, key: str) -> bytes | None:
-        """The file's bytes; None when there is none; Refused when a link, a special file or
-        a folder is in its place."""
-        def read() -> bytes:
-            with self.fs.open_input_stream(key) as stream:
-                return stream.read()
-        try:
-            return self.call(read)
-        except FileNotFoundError:
-            return None
-
-    def write(self, key: str, data: bytes) -> None:
-        """The whole file at once: complete or absent. JobFailed (disk full, no permission)
-        names the file; what was there before stays whole."""
-        def write() -> None:
-            with self.fs.open_output_stream(key) as stream:
-                stream.write(data)
-        try:
-            self.call(write, size=len(data))
-        except Refused:
-            raise
-        except OSError as error:
-            raise JobFailed(f"cannot write {self.show(key)}: {error.strerror or error}") from None
-
-    def kind(self, key: str) -> pafs.FileType:
-        return self.call(self.fs.get_file_info, key).type
-
-    def listing(self, key: str, recursive: bool = False) -> list[pafs.FileInfo]:
-        """What is below the folder ``key`` (nothing when it does not exist)."""
-        return self.call(self.fs.get_file_info, pafs.FileSelector(key, allow_not_found=True, recursive=recursive))
-
-    def delete(self, key: str) -> None:
-        kind = self.kind(key)
-        if kind == pafs.FileType.Directory:
-            self.call(self.fs.delete_dir, key)
-        elif kind != pafs.FileType.NotFound:
-            self.call(self.fs.delete_file, key)
-
-    def prepare(self, key: str) -> None:
-        """Make the folder ``key`` exist for writing (BadInput when that cannot be done safely)."""
-
-    def lock(self, key: str, warn: Callable[[str], None]):
-        raise NotImplementedError
-
-    def writer_alive(self, key: str) -> bool:
-        raise NotImplementedError
-
-    def point_latest(self, job: str, run: str) -> None:
-        raise NotImplementedError
-
-    def latest(self, job: str) -> str | None:
-        raise NotImplementedError
-
-
-class LocalBackend(Backend):
-    """A local folder: exclusive temporary files renamed into place, no link ever followed
-    (cluster/files.py), a pid lock, ``latest`` a symbolic link."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.folder = LocalFolder(self.root)
-        super().__init__(pafs.PyFileSystem(self.folder), str(self.root))
-
-    def location(self, key: str) -> str:
-        return str(self.root.absolute() / key)
-
-    def prepare(self, key: str) -> None:
-        try:
-            self.fs.create_dir(key)
-        except LinkInTheWay as error:
-            raise BadInput(str(error)) from None
-
-    def lock(self, key: str, warn: Callable[[str], None]):
-        from cluster.lock import RunLock
-
-        return RunLock(self.root / key / LOCK, warn)
-
-    def writer_alive(self, key: str) -> bool:
-        from cluster.lock import RunLock
-
-        return RunLock(self.root / key / LOCK).holder_alive()
-
-    def point_latest(self, job: str, run: str) -> None:
-        self.folder.point_link(f"{job}/{LATEST}", run)
-
-    def latest(self, job: str) -> str | None:
-        target = self.folder.read_link(f"{job}/{LATEST}")
-        if target is None and self.kind(f"{job}/{LATEST}") == pafs.FileType.File:  # a run-id file (a copy)
-            target = (self.read(f"{job}/{LATEST}") or b"").decode(errors="replace").strip()
-        if target is not None and ("/" in target or target in ("", ".", "..")):
-            raise Damaged(f"{self.show(f'{job}/{LATEST}')} points to {target!r}, not to a run beside it; "
-                          f"dreamctl follows latest only within its job folder")
-        return target
-
-
-def backend_for(out: Path | str | Backend) -> Backend:
-    """The storage ``--out`` names: a folder, or a filesystem URI (cluster/object_store.py)."""
-    if isinstance(out, Backend):
-        return out
-    from cluster.options import is_uri
-
-    if is_uri(out):
-        from cluster.object_store import ObjectBackend
-
-        return ObjectBackend(str(out))
-    return LocalBackend(Path(out))
-
-
 # ----- verified parts: the one check that resume and every reader share ----------------------
 def verify_part(backend: Backend, run: str, phase: str, shard_id: str, expected: dict,
                 n_rows: int | None = None, inputs: str | None = None) -> tuple[bytes, dict]:
@@ -227,7 +80,7 @@ def verify_part(backend: Backend, run: str, phase: str, shard_id: str, expected:
     the part's schema must carry; ``n_rows``: the rows the shard writes (None: as recorded);
     ``inputs``: the digest of the earlier phases it must have been built from (None: none)."""
     try:
-        record_bytes = backend.read(record_key(run, phase, shard_id))
+        record_bytes = backend.read(record_key(run, phase, shard_id), RECORD_LIMIT)
         data = backend.read(part_key(run, phase, shard_id))
     except Refused as error:
         raise PartChanged(f"{error.args[0].rsplit('/', 1)[-1]}; a part and its record must be regular files") from None
@@ -264,18 +117,6 @@ def verify_part(backend: Backend, run: str, phase: str, shard_id: str, expected:
         raise PartChanged("was built from other parts of the earlier phases than the run holds now"
                           if record.get("inputs") else "has no record of the parts it was built from (an older dreamctl)")
     return data, record
-
-
-def measured(compute: Callable[[], pa.Table], node: str | None = None) -> pa.Table:
-    """The table ``compute()`` returns, with what the store puts in the shard's commit record
-    in its schema metadata (SHARD_KEY): the Ray node, CPU and wall seconds of the process, and
-    what the phase said of its work (jobs.base.with_work)."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    table = compute()
-    metadata = dict(table.schema.metadata or {})
-    stats = {**json.loads(metadata.get(SHARD_KEY, b"{}")), **({"node": node} if node else {}),
-             "cpu_seconds": round(time.process_time() - cpu, 3), "seconds": round(time.perf_counter() - wall, 3)}
-    return table.replace_schema_metadata({**metadata, SHARD_KEY: json.dumps(stats).encode()})
 
 
 def parquet_bytes(table: pa.Table, metadata: dict) -> bytes:
@@ -343,9 +184,7 @@ class RunStore:
         interrupted writes; return how many parts are there. BadInput when another process
         holds the run, or when its folder cannot be written safely."""
         if not self._lock.held:
-            self.backend.prepare(self.job)
-            self.backend.prepare(self.run)
-            self._lock.acquire(f"run folder {self.run_dir}")
+            self.attach()
         try:
             for info in self.backend.listing(self.run, recursive=not fresh):
                 name = info.base_name
@@ -628,7 +467,7 @@ def open_run(out: Path | str | Backend, job: str, name: str = LATEST) -> Run:
                 raise BadInput(f"no finished {job} run under {backend.show()} (no {backend.show(f'{job}/{LATEST}')})")
             name = found
         where = backend.show(f"{job}/{name}")
-        data = backend.read(f"{job}/{name}/{MANIFEST}")
+        data = backend.read(f"{job}/{name}/{MANIFEST}", MANIFEST_LIMIT)
     except Refused as error:
         raise Damaged(f"{backend.show(f'{job}/{name}')} is damaged: {error}") from None
     except (JobFailed, OSError) as error:  # a store that does not answer, a folder we may not read

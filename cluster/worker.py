@@ -10,8 +10,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import ray
 
-from cluster.store import measured
-from jobs.base import ModelSession, TrainedModel
+from jobs.base import ModelSession, TrainedModel, measured
 
 
 def node_id() -> str:

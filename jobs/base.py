@@ -239,6 +239,21 @@ def with_work(table: pa.Table, **work: int | float) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), WORK_KEY: json.dumps(work).encode()})
 
 
+def measured(compute: Callable[[], pa.Table], node: str | None = None) -> pa.Table:
+    """The table ``compute()`` returns, with what the run store keeps in the shard's commit
+    record (WORK_KEY in its schema metadata): the Ray node, the CPU and wall seconds of the
+    process, and what the phase said of its work (:func:`with_work`)."""
+    import json
+    import time
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    table = compute()
+    metadata = dict(table.schema.metadata or {})
+    stats = {**json.loads(metadata.get(WORK_KEY, b"{}")), **({"node": node} if node else {}),
+             "cpu_seconds": round(time.process_time() - cpu, 3), "seconds": round(time.perf_counter() - wall, 3)}
+    return table.replace_schema_metadata({**metadata, WORK_KEY: json.dumps(stats).encode()})
+
+
 def non_finite_columns(table: pa.Table, columns: Sequence[str]) -> list[str]:
     """Those of ``columns`` (floats or lists of floats) that hold nan or inf."""
     import pyarrow.compute as pc

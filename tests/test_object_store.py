@@ -263,7 +263,7 @@ def test_lock_race_leaves_one_writer(s3_endpoint):
 def test_a_store_that_never_answers_fails_within_its_timeout(cli, capsys):
     """A listener that accepts and says nothing, and a provider nobody can reach: one line,
     exit 2, within the URI's timeout (default 15 s, retries included), not minutes of SDK retries."""
-    from cluster.object_store import DEFAULT_TIMEOUT_S, open_uri
+    from cluster.storage import DEFAULT_TIMEOUT_S, open_uri
 
     assert open_uri(f"s3://{BUCKET}/x")[2] == DEFAULT_TIMEOUT_S == 15
     with socket.socket() as silent:

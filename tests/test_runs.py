@@ -12,7 +12,8 @@ import sys
 import pyarrow as pa
 import pytest
 
-from cluster.store import LOCK, RunStore, run_id
+from cluster.storage import LOCK
+from cluster.store import RunStore, run_id
 from jobs.base import Shard
 
 SCHEMA = pa.schema([("map", pa.int32()), ("loss", pa.float32())])
@@ -105,6 +106,14 @@ def damage(run_dir, how: str) -> str:
         part = next((run_dir / "oips").glob("part-*.parquet"))
         part.write_bytes(part.read_bytes()[:-8] + b"PAR1PAR1")
         return "content changed since its commit"
+    if how == "a name that is not UTF-8 in a phase folder":
+        with open(os.path.join(os.fsencode(run_dir / "oips"), b"part-\xff.parquet"), "wb") as file:
+            file.write(b"planted")
+        return "a part the manifest does not list"
+    if how == "a manifest of 100 MB":
+        with open(manifest, "r+b") as file:
+            file.truncate(100 << 20)  # sparse: no disk used
+        return "more than"
     if how == "a lock with a huge pid":
         (run_dir / LOCK).write_text(json.dumps({"pid": 10 ** 30, "host": socket.gethostname()}))
         return ""
@@ -119,7 +128,8 @@ def damage(run_dir, how: str) -> str:
 
 @pytest.mark.parametrize("how", ["edited manifest", "manifest of the wrong JSON type", "manifest not JSON",
                                  "a FIFO as manifest", "a folder as manifest", "a self-referencing link as manifest",
-                                 "an edited part", "a lock with a huge pid", "a lock with a non-numeric pid",
+                                 "an edited part", "a name that is not UTF-8 in a phase folder", "a manifest of 100 MB",
+                                 "a lock with a huge pid", "a lock with a non-numeric pid",
                                  "a FIFO as lock"])
 def test_one_damaged_run_never_hides_the_others(tmp_path, cli, capsys, how):
     results = tmp_path / "results"
@@ -129,6 +139,8 @@ def test_one_damaged_run_never_hides_the_others(tmp_path, cli, capsys, how):
     bad.close()
     reason = damage(results / "oip" / bad.run_id, how)
     (results / "oip" / "stray-file").write_text("not a run")  # a file where a run folder could be
+    with open(os.path.join(os.fsencode(results / "oip"), b"\xfe"), "wb"):  # a name that is not UTF-8
+        pass
     found, table = listed(cli, capsys, results)
     assert found[good.run_id]["status"] == "done" and found[good.run_id]["rows"] == 6
     if reason:  # the manifest or a part: named and refused, never shown as done
@@ -137,6 +149,7 @@ def test_one_damaged_run_never_hides_the_others(tmp_path, cli, capsys, how):
     else:  # a bad lock of a finished run changes nothing
         assert found[bad.run_id]["status"] == "done"
     assert "stray-file" in found and found["stray-file"]["status"] == "damaged"
+    assert found["'\\\\xfe'"]["status"] == "damaged"  # shown escaped
 
 
 def test_runs_show_one_run(tmp_path, cli, capsys):

@@ -11,8 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from cluster.files import atomic_path
-from cluster.store import LocalBackend, RunStore
+from cluster.model_file import atomic_path
+from cluster.storage import LocalBackend
+from cluster.store import RunStore
 from core.errors import BadInput, JobFailed
 from run_files import part_path, phase_dir, run_dir
 
@@ -144,7 +145,8 @@ def test_a_temp_path_swapped_for_a_link_is_never_published(tmp_path, outside):
 
 
 def test_a_latest_that_leaves_its_job_folder_is_refused(tmp_path, outside):
-    from cluster.store import Damaged, open_run
+    from cluster.storage import Damaged
+    from cluster.store import open_run
 
     results = tmp_path / "out"
     (results / "job").mkdir(parents=True)
