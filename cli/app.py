@@ -116,10 +116,10 @@ def fail(code: int, message: str) -> int:
 def say(code: int, message: str, markup: bool = True) -> int:
     """Print ``message`` as one line on stderr and return ``code``. A second signal while
     it is written does not turn into a traceback."""
-    from cli.common import err
-
     try:
         with interrupts.held():
+            from cli.common import err  # (still to import when the imports were interrupted)
+
             err.print(message, markup=markup, highlight=False, soft_wrap=True)
     except (KeyboardInterrupt, OSError):
         pass
