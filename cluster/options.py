@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from core.defaults import CHUNK_SIZE
-from core.params import check_params, param
+from core.params import check_params, param, parse_path
 
 DEFAULT_MODEL = Path("models/cnn.keras")
 RAY_PANEL = "Ray"
@@ -25,17 +25,28 @@ def is_uri(out: object) -> bool:
 
 def parse_out(text: str, spec: object = None) -> Path | str:
     """``--out`` as given: a local path (``file:///abs/path`` too) as a Path, any other
-    ``scheme://`` URI as its text (cluster/storage.py opens it). ValueError: an unusable URI."""
+    ``scheme://`` URI as its text (cluster/storage.py opens it). ValueError: an unusable
+    URI, or a path no folder could have (core.params.parse_path: not UTF-8, a name too long)."""
     if not is_uri(text):
-        return Path(text)
+        return parse_path(text)
     parts = urlsplit(text)
     if parts.scheme.lower() == "file":  # local: the local store, with its rename and O_EXCL guarantees
         if parts.netloc not in ("", "localhost") or parts.query:
             raise ValueError(f"{text!r}: a file:// URI names a local path (file:///abs/path)")
-        return Path(unquote(parts.path))
+        return parse_path(unquote(parts.path, errors="surrogateescape"))
     if not parts.netloc:
         raise ValueError(f"{text!r} names no bucket ({parts.scheme}://bucket/prefix)")
     return text
+
+
+def parse_model(text: str, spec: object = None) -> Path:
+    """``--model``: a path (core.params.parse_path) ending in ``.keras``, the only format
+    Keras 3 writes and reads with dreamctl's metadata: checked before any training, which
+    would otherwise end by failing to save. Raises ValueError."""
+    path = parse_path(text)
+    if not path.name.endswith(".keras") or path.name == ".keras":
+        raise ValueError(f"{text!r}: a model file's name must end in .keras (Keras 3 saves no other format)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,8 @@ class RunOptions:
                             "gs://bucket/prefix; file:///path is a folder); the run goes to OUT/<job>/<run_id>/.",
                             parse=parse_out)
     fresh: bool = param(False, "Discard this run's saved shards and start over (default: resume).")
-    model: Path | None = param(None, f"CNN .keras file. Default: {DEFAULT_MODEL} (trained first if missing).")
+    model: Path | None = param(None, f"CNN .keras file. Default: {DEFAULT_MODEL} (trained first if missing).",
+                               parse=parse_model)
 
     def __post_init__(self) -> None:
         check_params(self)

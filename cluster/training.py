@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cluster import interrupts
 from cluster.options import DEFAULT_MODEL
 from core.data import Dataset, load_dataset
 from core.errors import BadParameter
@@ -25,6 +26,7 @@ def train_and_save(data: Dataset | str, model_path: Path, config: TrainConfig, c
     if isinstance(data, str):
         data = load_dataset(data)
     console.print(f"data {data.name}: {len(data.x_train):,} train / {len(data.x_test):,} test images")
+    interrupts.mark_started()
     progress = Progress(
         TextColumn("[bold]train CNN"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,

@@ -484,7 +484,7 @@ def load_dataset(spec: str = BUNDLED) -> Dataset:
         if not os.path.lexists(path):  # a file there is used as it is (Keras would re-download on a hash mismatch)
             download_keras_mnist(path)
     else:
-        path = Path(spec).expanduser()
+        path = Path(os.path.expanduser(spec))  # no HOME and no user entry: "~" stays as it is
         if not os.path.lexists(path):
             raise BadInput(f"data {spec!r}: no such file or folder (use mnist-5k, mnist, an mnist.npz or an IDX folder)")
     try:

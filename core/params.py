@@ -11,15 +11,18 @@ as scikit-learn's ``_parameter_constraints`` are.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import types
 import typing
 from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable
 
 from core.errors import BadParameter
 
 INT32_MAX = 2**31 - 1  # every integer parameter reaches TensorFlow or Parquet as int32
+NAME_MAX, PATH_MAX = 255, 4096  # bytes in one path component / a whole path (Linux; most file systems)
 META = "param"
 
 
@@ -124,6 +127,11 @@ def _base_type(hint: Any) -> Any:
 
 
 def _checked_value(name: str, value: Any, declaration: Param, kind: Any) -> Any:
+    if kind is Path or isinstance(value, Path):
+        try:
+            return parse_path(str(value))
+        except ValueError as error:
+            raise BadParameter(name, str(error)) from None
     if kind is tuple:
         items = tuple(value)
         for item in items:
@@ -170,6 +178,36 @@ def _check_number(name: str, number: Any, declaration: Param) -> None:
 
 
 # ----- text forms of the CLI ---------------------------------------------------------------
+def parse_path(text: str, spec: Any = None) -> Path:
+    """A path as given, refused when no file could have that name: bytes that are not UTF-8
+    (Ray, Parquet and JSON need text), a component longer than :data:`NAME_MAX` bytes, the
+    whole longer than :data:`PATH_MAX`, a NUL byte. Touches no file. Raises ValueError."""
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"'{as_bytes(text)}' is not valid UTF-8 (rename it, or pick another name)") from None
+    if not text or "\0" in text:
+        raise ValueError(f"{text!r} is not a path")
+    longest = max(encoded.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        raise ValueError(f"a name in {_shortened(text)} is {len(longest)} bytes long; "
+                         f"file systems allow {NAME_MAX}")
+    if len(encoded) >= PATH_MAX:
+        raise ValueError(f"{_shortened(text)} is {len(encoded)} bytes long; paths have at most {PATH_MAX - 1}")
+    return Path(text)
+
+
+def as_bytes(text: str) -> str:
+    """``text`` from the command line or the file system with each byte that is not UTF-8
+    shown as ``\\xff``, as the user typed it."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _shortened(text: str, keep: int = 40) -> str:
+    """``text`` quoted, its middle cut when it is long: one readable line."""
+    return repr(text) if len(text) <= 2 * keep else repr(f"{text[:keep]}…{text[-keep:]}")
+
+
 def parse_floats(text: str, spec: Any = None) -> tuple[float, ...]:
     """'0.2,0.5,0.8' -> (0.2, 0.5, 0.8). Raises ValueError (reported by the caller)."""
     try:

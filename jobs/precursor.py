@@ -120,7 +120,10 @@ class PrecursorJob:
     def __post_init__(self):
         check_params(self)
         object.__setattr__(self, "maps", check_maps(self.maps, self.layer))
-        check_pattern_space(self.grid, self.levels)
+        n_patterns = check_pattern_space(self.grid, self.levels)
+        if self.top > n_patterns:  # phase 2 would start from patterns that do not exist
+            raise BadParameter("top", f"{self.top} patterns per map, but a {self.grid}x{self.grid} grid with "
+                                      f"{len(self.levels)} levels has only {n_patterns} patterns")
         # Only the cuts that act are kept, and no cut at all means exhaustive: the run id
         # follows what is computed, not how it was spelled.
         cuts = check_prune(self.prune, self.test_epochs)

@@ -38,13 +38,15 @@ def trained_model(trained_model_path):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray with 2 CPUs, no dashboard, stopped after the session."""
+    """One local Ray with 2 CPUs and no dashboard for the session, started as dreamctl starts
+    its own (cluster.runtime.ray_session: every listener on 127.0.0.1, token authentication,
+    a private temporary folder); stopped, its processes and folder gone, after the session."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
-    yield ray
-    ray.shutdown()
+    from cluster.runtime import ray_session
+
+    with ray_session("local", num_cpus=2, dashboard=False):
+        yield ray
 
 
 @pytest.fixture

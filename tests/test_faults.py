@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from cli_output import one_error_line
-from test_runtime import process_tree
+from test_runtime import private_ray_folders, process_tree
 
 from cluster.files import is_temporary
 
@@ -83,6 +84,7 @@ class Dreamctl:
             self.process = subprocess.Popen([*command, *args], cwd=folder, env=env, stdout=stdout, stderr=stderr)
         self.pid = self.process.pid
         self.tree: set[int] = set()
+        self.ray_folders: set[str] = set()  # its local Ray's private folder (kill -9 leaves it)
 
     def wait_for_commits(self, folder: Path, n: int) -> None:
         """Until ``n`` phase-1 parts are committed under ``folder``/results; notes the
@@ -94,6 +96,22 @@ class Dreamctl:
             self.tree.update(process_tree(self.pid))
             time.sleep(0.05)
         self.tree.update(process_tree(self.pid))
+        self.ray_folders.update(private_ray_folders(self.tree))
+
+    def left_running(self, grace_s: float) -> list[int]:
+        """The pids of its tree that still run ``grace_s`` after the process ended (zombies have ended)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = []
+            for pid in self.tree - {self.pid}:
+                try:
+                    if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X"):
+                        left.append(pid)
+                except (OSError, IndexError):
+                    pass
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
 
     def end(self) -> None:
         """Kill the process if it still runs, and whatever of its tree is left after 30 s."""
@@ -108,6 +126,8 @@ class Dreamctl:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for folder in self.ray_folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def committed_parts(run_dir: Path) -> dict[str, Path]:
@@ -145,12 +165,14 @@ def test_sigterm_ends_a_real_run_with_exit_3_complete_parts_and_it_resumes(refer
         dreamctl.wait_for_commits(tmp_path, 3)
         dreamctl.process.send_signal(signal.SIGTERM)
         exit_code = dreamctl.process.wait(timeout=60)  # SIGTERM always ends dreamctl
+        left = dreamctl.left_running(grace_s=5)  # its local Ray stopped: actors, raylet, agents
     finally:
         dreamctl.end()
     stderr = dreamctl.stderr.read_text()
     assert exit_code == 3, stderr[-2000:]
-    assert "interrupted: finished shards are saved; rerun the same command to resume" in stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: finished shards are saved; rerun the same command to resume"
     assert "Traceback" not in stderr
+    assert not left, f"processes of the run still running after it ended: {left}"
     run_dir = the_run_dir(tmp_path)
     committed = committed_parts(run_dir)
     assert 3 <= len(committed) < N_SCORES_SHARDS  # stopped half-way

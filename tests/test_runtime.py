@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -54,6 +55,11 @@ def no_ray_yet(monkeypatch):
     ("ray://:10001", "no host"),
     ("ftp://127.0.0.1:6379", "unknown scheme ftp://"),
     ("http://127.0.0.1:8265", "ray job submit --address http://127.0.0.1:8265"),
+    # host names the name lookup's IDNA codec refuses (were a UnicodeError traceback)
+    ("a..b:6379", "'a..b' is not a valid host name (label empty or too long)"),
+    ("a" * 64 + ".example:6379", "is not a valid host name (label empty or too long)"),
+    ("xn--ü.example:6379", "'xn--ü.example' is not a valid host name (Label starts with ACE prefix)"),
+    ("ray://.a:10001", "'.a' is not a valid host name"),
 ])
 def test_malformed_address_is_one_clear_line(address, says):
     with pytest.raises(BadInput) as caught:
@@ -154,18 +160,113 @@ def test_a_listener_that_is_not_ray_is_refused(reply, heard):
         listener.close()
 
 
-def test_a_grpc_server_passes_the_check():
-    grpc = pytest.importorskip("grpc")
-    from concurrent import futures
+class HTTP2Greeter(Listener):
+    """Answers the HTTP/2 greeting (a SETTINGS frame and its acknowledgement) as any gRPC
+    server does, then never says anything: not Ray, but it passes the greeting check."""
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    def __init__(self):
+        super().__init__(None)
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            connection.recv(1024)
+            connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+
+
+class FakeRay:
+    """A gRPC server on 127.0.0.1 with Ray's GCS method GetClusterId and the Ray client
+    server's ClusterInfo, answering each with ``status`` (OK: a reply), recording the
+    metadata it got."""
+
+    def __init__(self, status=None):
+        import grpc
+        from concurrent import futures
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
+
+        fake = self
+
+        def answer(context, reply):
+            fake.metadata.append(dict(context.invocation_metadata()))
+            if status is not None:
+                context.abort(status, "told to refuse")
+            return reply
+
+        class Gcs(gcs_service_pb2_grpc.NodeInfoGcsServiceServicer):
+            def GetClusterId(self, request, context):
+                return answer(context, gcs_service_pb2.GetClusterIdReply(cluster_id=b"x" * 28))
+
+        class Client(ray_client_pb2_grpc.RayletDriverServicer):
+            def ClusterInfo(self, request, context):
+                return answer(context, ray_client_pb2.ClusterInfoResponse(json="{}"))
+
+        self.metadata = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        gcs_service_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(Gcs(), self.server)
+        ray_client_pb2_grpc.add_RayletDriverServicer_to_server(Client(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def close(self):
+        self.server.stop(None)
+
+
+class BareGrpc(FakeRay):
+    """A gRPC server with no Ray service at all."""
+
+    def __init__(self):
+        import grpc
+        from concurrent import futures
+
+        self.metadata = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+
+def unauthenticated():
+    import grpc
+
+    return FakeRay(grpc.StatusCode.UNAUTHENTICATED)
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+@pytest.mark.parametrize("make, heard", [
+    (HTTP2Greeter, "no answer to a Ray request within 1 s"),  # ray.init: minutes of retries and C++ logs
+    (BareGrpc, "UNIMPLEMENTED"),
+    (unauthenticated, "refused"),
+])
+def test_a_server_that_is_not_ray_is_refused_in_seconds(scheme, make, heard):
+    server = make()
+    address = f"{scheme}127.0.0.1:{server.port}"
     try:
-        assert check_address(f"127.0.0.1:{port}", timeout_s=2.0).port == port
-        assert check_address(f"ray://127.0.0.1:{port}", timeout_s=2.0).kind == "client"
+        started = time.monotonic()
+        with pytest.raises(BadInput) as caught:
+            check_address(address, timeout_s=1.0)
+        assert time.monotonic() - started < 5
     finally:
-        server.stop(None)
+        server.close()
+    message = str(caught.value)
+    assert address in message and heard in message and "\n" not in message
+    if make is unauthenticated:
+        assert "token" in message
+
+
+@pytest.mark.parametrize("scheme, kind", [("", "gcs"), ("ray://", "client")])
+def test_a_ray_server_passes_the_check_and_gets_our_token(scheme, kind):
+    from cluster.runtime import _token_header
+
+    server = FakeRay()
+    try:
+        assert check_address(f"{scheme}127.0.0.1:{server.port}", timeout_s=2.0).kind == kind
+    finally:
+        server.close()
+    sent = dict(_token_header()).get("authorization")
+    assert [metadata.get("authorization") for metadata in server.metadata] == [sent]
 
 
 # ----- 2. resources ----------------------------------------------------------------------
@@ -243,8 +344,10 @@ PROBE = textwrap.dedent("""
         gcs = ray.get_runtime_context().gcs_address
         check_address(gcs, timeout_s=5.0)  # our own GCS passes the pre-check
         pids = process_tree(os.getpid())
+        temp = os.stat(info.temp_dir)
         print(json.dumps({"info": info.__dict__, "gcs": gcs, "pids": pids, "worker_pids": worker_pids,
-                          "listeners": listening_sockets(pids)}))
+                          "listeners": listening_sockets(pids), "temp_mode": temp.st_mode & 0o7777,
+                          "temp_uid": temp.st_uid, "sessions": os.listdir(os.path.join(info.temp_dir, "ray"))}))
 """)
 
 
@@ -263,6 +366,19 @@ def process_tree(root: int) -> list[int]:
                 todo += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
             except OSError:
                 pass  # the thread just ended
+    return found
+
+
+def private_ray_folders(pids) -> set[str]:
+    """The private folders (cluster.runtime.private_temp_dir) of the local Rays whose
+    processes are among ``pids``, read from their command lines."""
+    found = set()
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        found.update(re.findall(r"(/[^\0 ]*?/dreamctl-ray-[^/\0 ]+)/ray/", command))
     return found
 
 
@@ -313,8 +429,15 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
     assert report["info"]["dashboard_url"].startswith("http://127.0.0.1:")
     token_file = Path.home() / ".ray" / "auth_token"  # the token guards those ports from other local users
     assert not token_file.exists() or not token_file.stat().st_mode & 0o077
+    # Its files and sockets are in a folder of its own that only we can enter (Ray's default
+    # /tmp/ray is shared and writable by all), whose path leaves room for Ray's socket paths...
+    temp_dir = report["info"]["temp_dir"]
+    assert (report["temp_mode"], report["temp_uid"]) == (0o700, os.getuid())
+    assert any(name.startswith("session_") for name in report["sessions"])
+    assert len(temp_dir + "/ray/session_2026-12-02_00-02-07_166445_4194304/sockets/dash_TaskEventsHead") <= 107
     # ... and the session's processes are gone once ray_session has ended.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in report["pids"]):
         time.sleep(0.5)
     assert not [pid for pid in report["pids"] if os.path.exists(f"/proc/{pid}")]
+    assert not os.path.lexists(temp_dir)  # ... and no session folder is left behind

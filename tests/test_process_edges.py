@@ -1,0 +1,417 @@
+"""The edges of the process (issue 20), tried as a hostile user would: signals at every
+stage, a server that is not Ray, paths and variables that no file system or Ray can take,
+odd streams and environments. Each ends in one line and exit 2 (bad input) or 3
+(interrupted), fast, without a traceback, and leaves no process of the run behind.
+
+The real processes start their own local Ray (127.0.0.1, as a user's would) in a process
+group of their own; only their own pids are signalled, and any Ray process they would leave
+is killed by pid after the assertions.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_output import one_error_line
+from test_runtime import LOOPBACK_IPS, HTTP2Greeter, listening_sockets, private_ray_folders, process_tree
+
+DREAMCTL = Path(sys.executable).with_name("dreamctl")
+INTERRUPTED = "interrupted: finished shards are saved; rerun the same command to resume"
+NOT_STARTED = "interrupted before anything started: nothing was written"
+LONG = "x" * 300  # one path component longer than NAME_MAX (255 bytes)
+NOT_UTF8 = os.fsdecode(b"\xff")  # the byte 0xff as Python receives it in argv (a lone surrogate)
+STARTUP_TIMEOUT_S = 240  # TensorFlow import, a local Ray and actors on a busy 2-core machine
+
+
+# ----- bad paths, values and variables: exit 2, one line, before anything starts -----------------
+@pytest.fixture
+def nothing_may_start(monkeypatch):
+    """Fail the test if a model is trained or Ray is started."""
+    import cluster.runtime
+    import core.model
+
+    monkeypatch.setattr(core.model, "train_cnn", lambda *a, **k: pytest.fail("a model was trained"))
+    monkeypatch.setattr(cluster.runtime, "ray_session", lambda *a, **k: pytest.fail("Ray was started"))
+    monkeypatch.setattr(cluster.runtime, "_start_local", lambda *a, **k: pytest.fail("Ray was started"))
+    for variable in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    # a name longer than the file system allows, bytes that are not UTF-8: were tracebacks (or a
+    # UnicodeEncodeError deep in ray.init), now refused as the options are read
+    (["train", "--epochs", "1", "--model", f"{LONG}.keras"], "error: --model: a name in 'xxx"),
+    (["train", "--epochs", "1", "--model", f"{NOT_UTF8}.keras"], r"error: --model: '\xff.keras' is not valid UTF-8"),
+    (["oip", "--maps", "0", "--model", f"models/{LONG}.keras"], "is 306 bytes long; file systems allow 255"),
+    (["--data", f"{LONG}.npz", "oip", "--maps", "0"], "error: --data: a name in"),
+    (["--data", f"{NOT_UTF8}.npz", "mlp", "train"], r"error: --data: '\xff.npz' is not valid UTF-8"),
+    (["dream", "--map", "3", "--image", f"{LONG}.jpg"], "error: --image: a name in"),
+    (["dream", "--map", "3", "--image", f"{NOT_UTF8}.jpg"], r"error: --image: '\xff.jpg' is not valid UTF-8"),
+    (["oip", "--maps", "0", "--out", LONG], "error: --out: a name in"),
+    (["kmeans", "sweep", "--k", "2,3", "--out", f"r/{NOT_UTF8}"], r"error: --out: 'r/\xff' is not valid UTF-8"),
+    (["oip", "--maps", "0", "--out", "file:///tmp/%ff"], r"error: --out: '/tmp/\xff' is not valid UTF-8"),
+    # a model file Keras 3 cannot write: was found after the last training epoch, the model lost
+    (["train", "--epochs", "1", "--model", "cnn.h5"], "error: --model: 'cnn.h5': a model file's name must end in .keras"),
+    (["oip", "--maps", "0", "--model", "cnn.KERAS"], "must end in .keras"),
+    # more best patterns than the coarse grid has: was a run of Ray and the actors first
+    (["precursor", "--maps", "0", "--grid", "1", "--levels", "0.2,0.8", "--top", "3"],
+     "error: --top: 3 patterns per map, but a 1x1 grid with 2 levels has only 2 patterns"),
+    (["precursor", "--maps", "0", "--grid", "2", "--levels", "0.2,0.8", "--top", "17"], "has only 16 patterns"),
+    # a host name the IDNA codec refuses: was a UnicodeError traceback
+    (["oip", "--maps", "0", "--address", "a..b:6379"], "error: --address: Ray address 'a..b:6379' is malformed: "
+                                                       "'a..b' is not a valid host name"),
+    (["kmeans", "sweep", "--k", "2,3", "--address", f"{'a' * 64}.example:6379"], "is not a valid host name"),
+    (["oip", "--maps", "0", "--address", "xn--ü.example:6379"], "(Label starts with ACE prefix)"),
+])
+def test_paths_and_values_nothing_can_use_are_refused_before_anything_starts(cli, capsys, tmp_path, nothing_may_start,
+                                                                           args, message):
+    started = time.monotonic()
+    assert cli(*args) == 2
+    assert message in one_error_line(capsys)
+    assert time.monotonic() - started < 30
+    assert os.listdir(tmp_path) == []  # no models/, no results/
+
+
+@pytest.fixture
+def odd_files(tmp_path) -> Path:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "empty").write_text(" \n")
+    (folder / "token").write_text("abc")
+    (folder / "plain-file").write_text("not a folder")
+    os.mkfifo(folder / "fifo")
+    return folder
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"RAY_AUTH_TOKEN_PATH": "{odd}/missing"},
+     "error: $RAY_AUTH_TOKEN_PATH: cannot read the token file '{odd}/missing' (No such file or directory)"),
+    ({"RAY_AUTH_TOKEN_PATH": "{odd}"}, "error: $RAY_AUTH_TOKEN_PATH: '{odd}' is not a regular file"),
+    ({"RAY_AUTH_TOKEN_PATH": "{odd}/fifo"}, "is not a regular file"),  # and nothing blocks on it
+    ({"RAY_AUTH_TOKEN_PATH": "{odd}/empty"}, "error: $RAY_AUTH_TOKEN_PATH: the token file '{odd}/empty' is empty"),
+    pytest.param({"RAY_AUTH_TOKEN_PATH": "{odd}/token", "chmod": "000"}, "(Permission denied)",
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")),
+    ({"RAY_AUTH_TOKEN": "  "}, "error: $RAY_AUTH_TOKEN is set but blank"),
+    ({"RAY_ADDRESS": "a..b:6379"}, "error: $RAY_ADDRESS: Ray address 'a..b:6379' is malformed"),
+    # a local Ray writes its token to ~/.ray/auth_token when there is none: was a traceback
+    ({"HOME": "{odd}/plain-file/home"}, "but {odd}/plain-file is not a folder this user can write"),
+])
+@pytest.mark.parametrize("args", [["kmeans", "sweep", "--k", "2,3"], ["oip", "--maps", "0"]])
+def test_variables_ray_would_choke_on_are_named_before_anything_starts(cli, capsys, tmp_path, monkeypatch,
+                                                                     nothing_may_start, odd_files, args, variables,
+                                                                     message):
+    for name, value in variables.items():
+        if name == "chmod":
+            os.chmod(odd_files / "token", int(value, 8))
+        else:
+            monkeypatch.setenv(name, value.format(odd=odd_files))
+    started = time.monotonic()
+    assert cli(*args) == 2
+    assert message.format(odd=odd_files) in one_error_line(capsys)
+    assert time.monotonic() - started < 10
+    assert os.listdir(tmp_path) == ["odd"]
+
+
+def test_a_working_folder_that_is_not_utf8_is_refused(cli, capsys, tmp_path, monkeypatch, nothing_may_start):
+    folder = tmp_path / f"a{NOT_UTF8}b"  # ray.init raised a UnicodeEncodeError sending it to the workers
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert cli("kmeans", "sweep", "--k", "2,3") == 2
+    assert one_error_line(capsys) == (rf"error: the working folder '{tmp_path}/a\xffb' is not "
+                                      "valid UTF-8: Ray cannot run from it (run dreamctl from another folder)")
+
+
+def test_a_server_that_only_greets_fails_in_seconds_with_one_line(cli, capsys, tmp_path, trained_model_path,
+                                                                   nothing_may_start):
+    # an HTTP/2 server that is not a Ray GCS: ray.init retried its cluster id for minutes (34 s
+    # to 10 min, 20+ lines of C++ logs); now one Ray RPC with a deadline fails first
+    server = HTTP2Greeter()
+    try:
+        for address, expected in ((f"127.0.0.1:{server.port}", "Ray GCS"),
+                                  (f"ray://127.0.0.1:{server.port}", "Ray client server")):
+            started = time.monotonic()
+            assert cli("oip", "--maps", "0", "--model", trained_model_path, "--address", address) == 2
+            assert time.monotonic() - started < 20
+            line = one_error_line(capsys)
+            assert line.startswith(f"error: --address: Ray address {address}")
+            assert f"it is not a {expected}" in line and "no answer to a Ray request within 5 s" in line
+    finally:
+        server.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_no_home_folder_at_all(tmp_path):
+    """No $HOME and no entry in the user database (a container under an arbitrary uid): the
+    import raised a RuntimeError traceback even for --help; now --help works and a job that
+    needs Ray's token folder says so in one line."""
+    probe = ("import os, pwd, sys\n"
+             "os.environ.pop('HOME', None)\n"
+             "def nobody(uid): raise KeyError(uid)\n"
+             "pwd.getpwuid = nobody\n"
+             "from cli.app import main\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    command = [sys.executable, "-c", probe]
+    shown = subprocess.run([*command, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "Usage" in shown.stdout, shown.stderr[-2000:]
+    refused = subprocess.run([*command, "kmeans", "sweep", "--k", "2,3"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: no home folder ($HOME is not set) for Ray's token ~/.ray/auth_token: set $HOME, or "
+        "$RAY_AUTH_TOKEN_PATH to a token file")
+    assert "Traceback" not in refused.stderr
+
+
+def test_lines_on_stderr_are_not_cut_at_the_terminal_width(tmp_path):
+    # COLUMNS=20 (or a narrow terminal): rich cut every status line into pieces of 20 characters
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", "import sys; from cli.app import main; sys.exit(main(sys.argv[1:]))",
+                           "mlp", "train", "--epochs", "1", "--out", "res"], cwd=tmp_path, env={**env, "COLUMNS": "20"},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "data mnist-5k: 4,000 train / 1,000 test images" in done.stderr.splitlines()
+
+
+# ----- real processes ---------------------------------------------------------------------------------
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """Running processes of the process group ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                found.append(int(entry))
+    return found
+
+
+def ignore_sighup() -> None:
+    """What ``nohup`` does before it runs the command."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+class Process:
+    """``dreamctl ARGS`` (or ``python -c CODE ARGS``) as a real process in ``folder``, in a
+    process group of its own; notes its process tree while it runs."""
+
+    def __init__(self, folder: Path, *args: str, stdout=None, stderr=None, env: dict | None = None,
+                 ignore_hangup: bool = False):
+        environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+        environment.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+        command = [str(DREAMCTL)] if DREAMCTL.exists() else [sys.executable, "-c", "from cli.app import run; run()"]
+        self.stderr_path = folder / f"dreamctl-{time.monotonic_ns()}.err"
+        with self.stderr_path.open("w") as default_stderr:
+            self.process = subprocess.Popen([*command, *args], cwd=folder, env=environment, start_new_session=True,
+                                            stdout=subprocess.DEVNULL if stdout is None else stdout,
+                                            stderr=default_stderr if stderr is None else stderr,
+                                            preexec_fn=ignore_sighup if ignore_hangup else None)
+        self.pid = self.process.pid
+        self.tree: set[int] = {self.pid}
+        self.temp_dirs: set[str] = set()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def watch(self) -> None:
+        """Note the process tree and the private folder of its Ray (from gcs_server's command line)."""
+        pids = process_tree(self.pid)
+        self.tree.update(pids)
+        self.temp_dirs.update(private_ray_folders(pids))
+
+    def wait_until(self, ready, what: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not ready():
+            assert self.process.poll() is None, f"dreamctl ended before {what} ({self.process.returncode}): {self.stderr[-2000:]}"
+            assert time.monotonic() < deadline, f"no {what} within {STARTUP_TIMEOUT_S} s"
+            self.watch()
+            time.sleep(0.05)
+        self.watch()
+
+    def children(self) -> list[int]:
+        return [pid for pid in process_tree(self.pid) if pid != self.pid]
+
+    def has_ray_starting(self) -> bool:
+        return any(b"gcs_server" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in self.children()
+                   if os.path.exists(f"/proc/{pid}/cmdline"))
+
+    def left_behind(self, grace_s: float = 5.0) -> list[int]:
+        """The run's processes still running ``grace_s`` after it ended (its tree and its group)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = sorted({pid for pid in self.tree - {self.pid} if running(pid)} | set(group_members(self.pid)))
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
+    def end(self) -> None:
+        """Kill whatever of the run is left (after the assertions)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for pid in (self.tree - {self.pid}) | set(group_members(self.pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def assert_stopped_with(process: Process, exit_code: int, line: str) -> None:
+    """Exit ``exit_code`` within a minute, ``line`` last on stderr and only once, no
+    traceback, and nothing of the run left: no process, no private Ray folder."""
+    try:
+        code = process.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dreamctl still runs 60 s after the signal: {process.stderr[-2000:]}")
+    stderr = process.stderr
+    assert code == exit_code, stderr[-3000:]
+    assert "Traceback" not in stderr and "SIGTERM received" not in stderr and "Fatal Python error" not in stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1] == line and lines.count(line) == 1, stderr[-3000:]
+    assert not process.left_behind(), f"left running: {process.left_behind(0)}"
+    for folder in process.temp_dirs:
+        assert not os.path.lexists(folder), f"{folder} was left behind"
+
+
+# 4 maps × 4 restarts × 300 steps on 2 actors: a run of several seconds after its actors load
+RUN = ["oip", "--maps", "0-3", "--epochs", "300", "--restarts", "4", "--actors", "2", "--chunk-size", "32"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trained_model_path):
+    args = [*RUN, "--model", str(trained_model_path)]
+
+    # 1. before anything started (Python and TensorFlow still importing): Ctrl-C is exit 2, and
+    # so is a hang-up (a closed terminal; was: killed by SIGHUP) unless nohup ignores it
+    for how in ("SIGINT", "SIGHUP", "nohup"):
+        before = Process(tmp_path, *args, ignore_hangup=how == "nohup")
+        try:
+            time.sleep(1.0)
+            assert before.process.poll() is None and not before.children(), "the run got further than its imports"
+            if how == "nohup":
+                os.killpg(before.pid, signal.SIGHUP)
+                time.sleep(1.0)
+                assert before.process.poll() is None, "nohup's ignored SIGHUP ended dreamctl"
+            # as Ctrl-C in a terminal, a hang-up: to the whole foreground group
+            os.killpg(before.pid, signal.SIGHUP if how == "SIGHUP" else signal.SIGINT)
+            assert_stopped_with(before, 2, NOT_STARTED)
+        finally:
+            before.end()
+
+    # 2. while the local Ray starts (was: exit 15, Ray's agents left running for a minute)
+    starting = Process(tmp_path, *args)
+    try:
+        starting.wait_until(starting.has_ray_starting, "Ray starting")
+        starting.process.send_signal(signal.SIGTERM)
+        assert_stopped_with(starting, 3, INTERRUPTED)
+    finally:
+        starting.end()
+    assert starting.temp_dirs, "the private folder of the run's Ray was not seen"
+
+    # 3. once Ray is up, while the actors load the model: Ctrl-C to the whole group
+    loading = Process(tmp_path, *args)
+    try:
+        loading.wait_until(lambda: "local Ray:" in loading.stderr, "Ray up")
+        for folder in loading.temp_dirs:  # private while it ran
+            info = os.stat(folder)
+            assert (info.st_mode & 0o777, info.st_uid) == (0o700, os.getuid())
+        os.killpg(loading.pid, signal.SIGINT)
+        assert_stopped_with(loading, 3, INTERRUPTED)
+    finally:
+        loading.end()
+    assert not (tmp_path / "results" / "oip").exists() or not list((tmp_path / "results" / "oip").glob("*/_SUCCESS"))
+
+
+def filled_pipe() -> tuple[int, int]:
+    """A pipe (read end, write end) whose buffer is full: a writer blocks on it."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETFL, os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(write_end, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(write_end, fcntl.F_SETFL, 0)
+    return read_end, write_end
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_ends_a_run_whose_output_nobody_reads(tmp_path):
+    # stdout and stderr are pipes that are full (their reader stopped reading): dreamctl blocks
+    # on its first line; SIGTERM used to leave it stuck there for good (the line on the way out
+    # blocked again)
+    out_read, out_write = filled_pipe()
+    err_read, err_write = filled_pipe()
+    try:
+        process = Process(tmp_path, "mlp", "train", "--epochs", "3000", "--out", "res", stdout=out_write, stderr=err_write)
+        os.close(out_write), os.close(err_write)
+        try:
+            started = time.monotonic()
+
+            def blocked() -> bool:  # in the kernel's pipe_write / anon_pipe_write (wchan "0": not shown)
+                wchan = Path(f"/proc/{process.pid}/wchan").read_text()
+                return "pipe_write" in wchan or wchan == "0" and time.monotonic() - started > 30
+
+            process.wait_until(blocked, "a blocked write")
+            process.process.send_signal(signal.SIGTERM)
+            code = process.process.wait(timeout=60)
+            assert code == 3  # the job had started: its first line is about the data it read
+        except subprocess.TimeoutExpired:
+            pytest.fail("dreamctl stayed blocked on its full stderr after SIGTERM")
+        finally:
+            process.end()
+    finally:
+        os.close(out_read), os.close(err_read)
+
+
+def test_a_reader_that_closes_stdout_early_gets_one_line_on_stderr(tmp_path):
+    # `dreamctl ... | head -0`: rich's silent exit 1 (no word on stderr); now one line
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    process = Process(tmp_path, "mlp", "train", "--epochs", "2", "--out", "res", stdout=write_end)
+    os.close(write_end)
+    try:
+        assert process.process.wait(timeout=240) == 1
+    finally:
+        process.end()
+    stderr = process.stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert stderr.strip().splitlines()[-1] == "error: the output was cut short: its reader closed the pipe"
+    assert list((tmp_path / "res" / "mlp").glob("*/_SUCCESS"))  # the results themselves are saved
+
+
+# ----- the test suite's own Ray ---------------------------------------------------------------------------
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_suites_own_ray_is_started_as_dreamctl_starts_its_own(ray_local):
+    """tests/conftest.py's Ray listened on all interfaces (0.0.0.0 / ::) while the suite ran."""
+    from ray._private import worker
+
+    from cluster.runtime import _token_auth_enabled
+
+    listeners = listening_sockets(process_tree(os.getpid()))
+    assert {"gcs_server", "raylet"} <= {item["command"] for item in listeners}
+    exposed = [item for item in listeners if item["ip"] not in LOOPBACK_IPS]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert _token_auth_enabled()
+    private = Path(worker._global_node.get_temp_dir_path()).parent  # .../dreamctl-ray-XXXXXXXX/ray
+    info = private.stat()
+    assert private.name.startswith("dreamctl-ray-") and (info.st_mode & 0o777, info.st_uid) == (0o700, os.getuid())
