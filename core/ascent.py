@@ -32,17 +32,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import keras
-import numpy as np
-import tensorflow as tf
+from core.defaults import CHUNK_SIZE, LEARNING_RATE, PRUNE_SCHEDULE, WARMUP_KINDS, tensorflow_environment
 
-from core.defaults import CHUNK_SIZE, LEARNING_RATE, PRUNE_SCHEDULE, WARMUP_KINDS
+tensorflow_environment()  # before TensorFlow's first import: oneDNN's kernels on every x86 CPU
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE
 
 RMS_EPSILON = 1e-8
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
 NO_INLINE = {"_noinline": True}  # tf.function attribute: keep the function's own graph
+
+
+def onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs oneDNN's kernels (decided when TensorFlow was
+    imported, from the CPU and TF_ENABLE_ONEDNN_OPTS); None when this TensorFlow cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 @dataclass(frozen=True)
