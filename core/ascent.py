@@ -143,6 +143,54 @@ def _conv_parts(layer: keras.layers.Conv2D, x, channel=None):
     return pre, post
 
 
+def _pools_before_relu(layer: keras.layers.Layer, following: keras.layers.Layer | None) -> bool:
+    """A Conv2D with a ReLU feeding a MaxPooling2D: max-pool and ReLU commute exactly, so the
+    pooling can run on the pre-activation and the ReLU on the 4× smaller pooled tensor. The
+    gradient is the same to the bit (a window whose maximum is ≤ 0 passes no gradient either
+    way; otherwise it reaches the first maximum either way), and the step skips a ReLU
+    gradient over the full-size activation."""
+    return (isinstance(layer, keras.layers.Conv2D) and layer.activation is keras.activations.relu
+            and isinstance(following, keras.layers.MaxPooling2D) and following.get_config()["padding"] == "valid")
+
+
+def _reads_pixels(layer: keras.layers.Layer, image_channels: int) -> bool:
+    """The first Conv2D on single-channel images, stride 1, valid, no dilation: its gradient
+    to the pixels can be one matrix product (:func:`_pixel_conv`)."""
+    if not isinstance(layer, keras.layers.Conv2D) or image_channels != 1:
+        return False
+    config = layer.get_config()
+    return config["padding"] == "valid" and tuple(config["strides"]) == (1, 1) and tuple(config["dilation_rate"]) == (1, 1)
+
+
+def _pixel_conv(pixels, kernel, bias):
+    """Pre-activation (rows, h - kh + 1, w - kw + 1, maps) of a valid, stride-1 convolution
+    of single-channel images ``pixels`` (rows, h, w, 1), with its gradient to the pixels as
+    one matrix product and kh·kw shifted sums.
+
+    Same math as TensorFlow's gradient; oneDNN's kernel for it vectorizes over input channels,
+    of which there is one, and took a quarter of a phase-1 step at ~7 GFLOP/s. Here
+    ``taps = upstream · kernelᵀ`` (rows·h'·w', maps) × (maps, kh·kw), then tap (i, j) of every
+    output position is added to the pixel it came from. Float sums in another order: the
+    gradient differs from oneDNN's by round-off (~1e-7 relative), which ten ascent steps can
+    grow to ~1e-3 on a few starts (docs/PERFORMANCE.md, "The step near the roofline").
+    """
+    kh, kw, _, maps = (int(n) for n in kernel.shape)
+
+    @tf.custom_gradient
+    def convolve(pixels, kernel, bias):
+        def gradient(upstream):
+            h, w = int(upstream.shape[1]), int(upstream.shape[2])
+            taps = tf.matmul(tf.reshape(upstream, [-1, maps]), tf.reshape(kernel, [kh * kw, maps]), transpose_b=True)
+            taps = tf.transpose(tf.reshape(taps, [-1, h, w, kh * kw]), [3, 0, 1, 2])  # (kh·kw, rows, h', w')
+            shifted = [tf.pad(taps[i * kw + j], [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j]])
+                       for i in range(kh) for j in range(kw)]
+            return tf.add_n(shifted)[..., None], None, None
+
+        return tf.nn.bias_add(tf.nn.conv2d(pixels, kernel, 1, "VALID"), bias), gradient
+
+    return convolve(pixels, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
+
+
 class Ascent:
     """Gradient ascent on a trained CNN towards per-image objectives over ``layers``.
 
@@ -177,7 +225,7 @@ class Ascent:
                                           epochs, learning_rate, warmup_kind)
 
             def losses(images, weights, map_id):
-                return self._objectives(images, weights, map_id if sliced else None)[0]
+                return self._objectives(self._pixels(images), weights, map_id if sliced else None)[0]
 
             self._compiled[key] = (
                 tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
@@ -201,18 +249,40 @@ class Ascent:
         return weights
 
     # ----- compiled graphs --------------------------------------------------------------
-    def _activations(self, images, map_slice=None) -> list[tuple]:
-        """(pre-activation, activation) of each objective layer, each (rows, h, w, maps);
-        with ``map_slice`` the last layer of the chain computes that one map only."""
-        x = images[:, : self.input_extent, : self.input_extent, :]  # pixels beyond never reach the layers
-        found = {}
-        for layer in self._chain:
+    def _pixels(self, images):
+        """The part of images (rows, 28, 28, 1) the layers read: the top-left input_extent²."""
+        return images[:, : self.input_extent, : self.input_extent, :]
+
+    def _activations(self, pixels, map_slice=None) -> list[tuple]:
+        """(pre-activation, activation) of each objective layer, each (rows, h, w, maps), from
+        ``pixels`` (rows, ≥ input_extent, ≥ input_extent, 1); with ``map_slice`` the last layer
+        of the chain computes that one map only.
+
+        Layers that no objective reads take two shortcuts with the same activations:
+        a Conv2D + ReLU + MaxPooling2D pools before its ReLU (:func:`_pools_before_relu`), and
+        the first Conv2D on single-channel images takes its pixel gradient as a matrix
+        product (:func:`_pixel_conv`)."""
+        x, found, chain = pixels, {}, self._chain
+        index = 0
+        while index < len(chain):
+            layer = chain[index]
+            following = chain[index + 1] if index + 1 < len(chain) else None
+            shortcut = layer is not chain[-1] and layer.name not in self.layers and following.name not in self.layers
+            if shortcut and _pools_before_relu(layer, following):
+                if index == 0 and _reads_pixels(layer, int(x.shape[-1])):
+                    pre = _pixel_conv(x, layer.kernel, layer.bias)
+                else:
+                    pre = tf.nn.bias_add(layer.convolution_op(x, layer.kernel), layer.bias)
+                x = tf.nn.relu(following(pre, training=False))
+                index += 2
+                continue
             if isinstance(layer, keras.layers.Conv2D):
-                channel = map_slice if layer is self._chain[-1] else None
+                channel = map_slice if layer is chain[-1] else None
                 pre, x = _conv_parts(layer, x, channel)
             else:
                 pre = x = layer(x, training=False)
             found[layer.name] = (pre, x)
+            index += 1
         return [found[name] for name in self.layers]
 
     def _objectives(self, images, weights, map_slice=None, warmup_kind=None, warming=None):
@@ -244,13 +314,19 @@ class Ascent:
         # leaves a MaxPoolGrad on TensorFlow's own kernel, which made the whole step ~1.5×
         # slower. A separate body is acyclic: every trace gets oneDNN's kernels
         # (docs/PERFORMANCE.md, "One step, one function"). Same arithmetic either way.
+        # The gradient is taken with respect to the pixels the layers read and padded with
+        # zeros to the image (the same numbers as the gradient of the crop, without
+        # TensorFlow's slow StridedSliceGrad); the RMS is over the whole image, as before.
+        margin = int(images.shape[1]) - self.input_extent
+
         @tf.function(experimental_attributes=NO_INLINE)
         def ascend_once(images, warming):
+            pixels = self._pixels(images)
             with tf.GradientTape() as tape:
-                tape.watch(images)
-                losses, ascended = self._objectives(images, weights, map_slice, warmup_kind, warming)
+                tape.watch(pixels)
+                losses, ascended = self._objectives(pixels, weights, map_slice, warmup_kind, warming)
                 total = tf.reduce_sum(ascended)
-            gradients = tape.gradient(total, images)
+            gradients = tf.pad(tape.gradient(total, pixels), [[0, 0], [0, margin], [0, margin], [0, 0]])
             rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
             return images + learning_rate * gradients / (rms + RMS_EPSILON), losses
 
@@ -261,7 +337,7 @@ class Ascent:
         _, images, history = tf.while_loop(
             lambda epoch, *_: epoch < epochs, step, (tf.constant(0), images, history)
         )
-        final_losses = self._objectives(images, weights, map_slice)[0]
+        final_losses = self._objectives(self._pixels(images), weights, map_slice)[0]
         return images, final_losses, history.write(epochs, final_losses).stack()
 
     # ----- chunked execution --------------------------------------------------------------

@@ -206,3 +206,40 @@ def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts)
             lambda: ascent.run_maps(starts[:64], "conv3", np.full(64, 3), 2, slice_map=bool(trace % 2)))
     assert len(kernels) == 10 and all(kernel == "_MklNativeMaxPoolGrad" for kernel in kernels), kernels
 
+
+@pytest.mark.parametrize("objective", ["conv3", "conv3 sliced", "conv2 + conv3", "conv1"])
+def test_a_step_is_the_plain_gradient_step_of_the_keras_model(trained_model, starts, objective):
+    """The step's shortcuts (pixels cropped to what the layers read, pooling before the ReLU,
+    the first convolution's pixel gradient as a matrix product) compute the step of the
+    algorithm: x + η·g / rms(g), with g the gradient of the objective through the Keras model
+    itself, to float round-off."""
+    import tensorflow as tf
+
+    model, _ = trained_model
+    layers = {"conv3": ["conv3"], "conv3 sliced": ["conv3"], "conv2 + conv3": ["conv2", "conv3"], "conv1": ["conv1"]}[objective]
+    ascent = Ascent(model, layers, chunk_size=32)
+    images = starts[:40]
+    rng = np.random.default_rng(5)
+    weights = [rng.uniform(0, 1, (len(images), n)).astype(np.float32) * (rng.uniform(size=(len(images), 1)) < 0.5)
+               for n in ascent.n_maps]
+    if objective == "conv3 sliced":
+        result = ascent.run_maps(images, "conv3", np.full(len(images), 7), 1, record_epochs=[0, 1], slice_map=True)
+        weights = ascent.map_objective("conv3", np.full(len(images), 7))
+    else:
+        result = ascent.run(images, weights, 1, record_epochs=[0, 1], skip_frozen=False)
+
+    x = tf.constant(images[..., None])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs, a = {}, x
+        for layer in model.layers[: max(model.layers.index(model.get_layer(name)) for name in layers) + 1]:
+            a = outputs[layer.name] = layer(a, training=False)  # the model's own layers, full 28x28 input
+        losses = tf.add_n([tf.reduce_sum(tf.reduce_mean(outputs[name], axis=[1, 2]) * w, axis=1)
+                           for name, w in zip(layers, weights)])
+        total = tf.reduce_sum(losses)
+    gradient = tape.gradient(total, x).numpy()[..., 0]
+    rms = np.sqrt(np.mean(gradient**2, axis=(1, 2), keepdims=True))
+    expected = images + 0.05 * gradient / (rms + 1e-8)
+    np.testing.assert_allclose(result.history[0], losses.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.images, expected, rtol=0, atol=2e-5)
+    assert np.abs(result.images - images).max() > 0.01  # the step moved the images
