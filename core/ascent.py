@@ -32,7 +32,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from core.defaults import CHUNK_SIZE, LEARNING_RATE, PRUNE_SCHEDULE, WARMUP_KINDS, tensorflow_environment
+from core.defaults import (
+    ADAPTIVE_LEADERS,
+    ADAPTIVE_MARGIN,
+    ADAPTIVE_SAMPLE,
+    CHUNK_SIZE,
+    LEARNING_RATE,
+    PRUNE_SCHEDULE,
+    WARMUP_KINDS,
+    tensorflow_environment,
+)
 
 tensorflow_environment()  # before TensorFlow's first import: oneDNN's kernels on every x86 CPU
 
@@ -41,6 +50,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE
+from core.pruning import ClimbBound, check_adaptive, first_finishers, leaders
 
 RMS_EPSILON = 1e-8
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
@@ -361,11 +371,14 @@ class Ascent:
             out[start:stop] = compute(chunk_images, chunk_weights, map_id).numpy()[: stop - start]
         return out
 
-    def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice):
+    def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice, shape_of=None):
         """Run ``epochs`` steps on every image given (no skipping). Returns final images
-        (N, 28, 28), losses (N,) and the loss history (epochs + 1, N)."""
+        (N, 28, 28), losses (N,) and the loss history (epochs + 1, N). ``shape_of``: run in
+        the chunk shape that many images would get (default N). A pruned run's later stages
+        keep the first stage's shape: oneDNN may sum in another order for another batch
+        size, and the survivors' losses must be the exhaustive run's to the bit."""
         kind = warmup_kind if np.any(warmup > 0) else None  # no warm-up: the plain graph
-        rows, ascend, _ = self._functions(len(images), kind, map_slice is not None)
+        rows, ascend, _ = self._functions(len(images) if shape_of is None else shape_of, kind, map_slice is not None)
         out_images = np.empty_like(images)
         out_losses = np.empty(len(images), np.float32)
         history = np.empty((epochs + 1, len(images)), np.float32)
@@ -541,13 +554,108 @@ class Ascent:
         active, done, image_steps = np.flatnonzero(moving), 0, 0
         for stop, keep in [*cuts, (epochs, None)]:
             final, losses, _ = self._advance(out_images[active], [w[active] for w in weights], stop - done,
-                                             learning_rate, np.maximum(warmup[active] - done, 0), warmup_kind, map_slice)
+                                             learning_rate, np.maximum(warmup[active] - done, 0), warmup_kind, map_slice,
+                                             shape_of=int(moving.sum()))
             out_images[active], out_losses[active], reached[active] = final, losses, stop
             image_steps += len(active) * (stop - done)
             if keep is not None:
                 active = _best_per_map(active, out_losses, map_ids, keep)
             done = stop
         return PrunedResult(out_images, out_losses, reached, image_steps)
+
+    def run_adaptive(
+        self,
+        images: np.ndarray,
+        layer: str,
+        map_ids: np.ndarray,
+        epochs: int,
+        top: int,
+        sample: int = ADAPTIVE_SAMPLE,
+        leaders_count: int = ADAPTIVE_LEADERS,
+        margin: float = ADAPTIVE_MARGIN,
+        seed: int | Sequence[int] = 0,
+        learning_rate: float = LEARNING_RATE,
+        slice_map: bool = False,
+    ) -> PrunedResult:
+        """OIP ascent with adaptive pruning (:mod:`core.pruning`): separately for each map,
+        ``sample`` random live starts and the ``leaders_count`` best after step 1 run to the
+        end; from them the map learns a bar (their ``top``-th best final loss) and how fast a
+        start can still climb; then at every step a start whose bound falls below the bar is
+        dropped. Frozen starts are not computed (as in :meth:`run`). A map with no more live
+        starts than ``sample + leaders_count + top`` runs them all to the end.
+
+        images (N, 28, 28), map_ids (N,) as in :meth:`run_maps`; ``seed``: the random
+        sample's seed (with the map id), e.g. the caller's shard id, so that the result
+        depends on nothing but the starts given. Returns a :class:`PrunedResult`; a
+        survivor's image and loss are bit-identical to an uninterrupted run's.
+        """
+        weights = self.map_objective(layer, map_ids)
+        images = self._check(images, weights)
+        map_ids = np.asarray(map_ids, np.int64)
+        if epochs < 0:
+            raise BadInput(f"epochs must be >= 0, got {epochs}")
+        if int(top) < 1:
+            raise BadParameter("top", f"must be >= 1, got {top}")
+        check_adaptive(sample, leaders_count, margin)
+        out_images = images.copy()
+        out_losses = np.zeros(len(images), np.float32)
+        reached = np.full(len(images), epochs, np.int32)
+        image_steps = 0
+        seed = [int(seed)] if np.isscalar(seed) else [int(v) for v in seed]
+        for map_id in np.unique(map_ids):
+            rows = np.flatnonzero(map_ids == map_id)
+            map_slice = self._map_slice(map_ids[rows], slice_map)
+            map_weights = [w[rows][:, [map_slice]] if map_slice is not None else w[rows] for w in weights]
+            result = self._adaptive_map(images[rows], map_weights, map_slice, epochs, int(top), int(sample),
+                                        int(leaders_count), float(margin), np.random.default_rng([*seed, int(map_id)]),
+                                        learning_rate)
+            out_images[rows], out_losses[rows], reached[rows] = result.images, result.losses, result.epochs_reached
+            image_steps += result.image_steps
+        return PrunedResult(out_images, out_losses, reached, image_steps)
+
+    def _adaptive_map(self, images, weights, map_slice, epochs, top, sample, leaders_count, margin, rng,
+                      learning_rate) -> PrunedResult:
+        """:meth:`run_adaptive` for the starts of one map (weights already sliced)."""
+        out_images = images.copy()
+        losses = self._losses(images, weights, map_slice)
+        reached = np.full(len(images), epochs, np.int32)
+        previous = losses.copy()  # the loss one step before the one each start is at
+        live = np.flatnonzero(losses != 0.0)  # frozen starts: exact at any step
+
+        def advance(starts, steps):
+            """Run ``starts`` ``steps`` further; returns their loss history (steps + 1, n)."""
+            if not len(starts):
+                return np.zeros((steps + 1, 0), np.float32)
+            no_warmup = np.zeros(len(starts), np.int32)
+            final, last, history = self._advance(out_images[starts], [w[starts] for w in weights], steps,
+                                                 learning_rate, no_warmup, None, map_slice, shape_of=len(live))
+            out_images[starts], losses[starts] = final, last
+            previous[starts] = history[-2]
+            return history
+
+        if len(live) <= sample + leaders_count + top or epochs < 2:
+            advance(live, epochs)
+            return PrunedResult(out_images, losses, reached, len(live) * epochs)
+        first = first_finishers(live, sample, rng)
+        rest = np.setdiff1d(live, first)
+        first_history = advance(first, epochs)
+        advance(rest, 1)
+        ahead = leaders(rest, losses, leaders_count)
+        start_losses = previous[ahead]
+        ahead_history = np.concatenate([start_losses[None], advance(ahead, epochs - 1)])
+        finished_history = np.concatenate([first_history, ahead_history], axis=1)  # (epochs + 1, finished)
+        bound = ClimbBound.learn(finished_history, top, margin)
+        active = np.setdiff1d(rest, ahead)
+        image_steps = len(first) * epochs + len(rest) + len(ahead) * (epochs - 1)
+        for step in range(1, epochs):
+            running_rates = np.concatenate([losses[active] - previous[active],
+                                            finished_history[step] - finished_history[step - 1]])
+            kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
+            reached[active[~kept]] = step
+            active = active[kept]
+            advance(active, 1)
+            image_steps += len(active)
+        return PrunedResult(out_images, losses, reached, image_steps)
 
 
 def check_schedule(schedule: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

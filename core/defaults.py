@@ -14,6 +14,13 @@ WARMUP_KINDS = ("pre_relu", "leaky_relu")  # objectives of the first warm-up ste
 # "Pruned phase 1"): the same top 8 as the exhaustive run on 16 of 16 maps for 0.47x its
 # image-steps; the ((2, 2048), (5, 128)) was 0.41x but changed the top 8 of 2 maps.
 PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((3, 2048), (5, 512), (7, 128))
+# Adaptive pruning of phase 1 (core/pruning.py), the default: per shard, random live starts
+# and the best after step 1 that run to the end first, and the relative margin on how far a
+# start can still climb. Chosen on recorded losses of the digits model (docs/PERFORMANCE.md,
+# "Adaptive pruning") and frozen before the full-MNIST model was checked.
+ADAPTIVE_SAMPLE = 32
+ADAPTIVE_LEADERS = 64
+ADAPTIVE_MARGIN = 0.05
 
 # TensorFlow reads these once, when it is imported. oneDNN's kernels: TensorFlow turns them
 # on by itself only on x86 CPUs with AVX-512 VNNI and newer; on an AVX2 CPU (many laptops,

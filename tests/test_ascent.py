@@ -243,3 +243,73 @@ def test_a_step_is_the_plain_gradient_step_of_the_keras_model(trained_model, sta
     np.testing.assert_allclose(result.history[0], losses.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.images, expected, rtol=0, atol=2e-5)
     assert np.abs(result.images - images).max() > 0.01  # the step moved the images
+
+
+# ----- adaptive pruning (issue 22) ------------------------------------------------------------
+def test_climb_bound_drops_only_starts_that_cannot_reach_the_bar():
+    from core.pruning import ClimbBound
+
+    # three finished starts, 3 steps: finals 0.5, 0.8, 1.3 (the bar for top 2: 0.8); the highest
+    # rate per step 0.1, 0.2, 0.2; a rate rose by at most 0.1 from one step to the next
+    history = np.array([[0.0, 0.5, 1.0], [0.1, 0.6, 1.1], [0.3, 0.7, 1.2], [0.5, 0.8, 1.3]])
+    bound = ClimbBound.learn(history, top=2, margin=0.0)
+    assert bound.bar == pytest.approx(0.8) and bound.max_speedup == pytest.approx(0.1)
+    np.testing.assert_allclose(bound.max_rates, [0.1, 0.2, 0.2])
+    # at step 1, two steps to go, each gaining at most min(0.2, own rate + 0.1 per step ahead)
+    losses, previous = np.array([0.35, 0.46, 0.30, 0.43]), np.array([0.30, 0.41, 0.10, 0.38])
+    np.testing.assert_array_equal(bound.keep(1, losses, previous, running_rate=0.1),
+                                  [False, True, False, False])  # 0.35+0.15+0.2, 0.46+0.35, 0.30+0.2+0.2, 0.43+0.35
+    # a start still running that climbs faster than every finished one (0.2 > 0.1 at step 1)
+    # raises every ceiling in proportion: the fast start at 0.30 may now reach the bar
+    np.testing.assert_array_equal(bound.keep(1, losses, previous, running_rate=0.2), [False, True, True, True])
+    # the margin widens both limits: 0.43 + 0.16 + 0.22 >= 0.8
+    widened = ClimbBound.learn(history, top=2, margin=0.1)
+    np.testing.assert_array_equal(widened.keep(1, losses, previous, running_rate=0.1), [False, True, False, True])
+    # fewer finished starts than top: no bar, nothing dropped
+    assert ClimbBound.learn(history[:, :1], top=2, margin=0.0).keep(1, losses, previous, 0.1).all()
+
+
+@pytest.fixture(scope="module")
+def shard():
+    """1,200 coarse patterns (a phase-1 shard of the default 3x3 grid, every 16th pattern)."""
+    return precursor_images(np.arange(0, 19683, 16)[:1200], 3, LEVELS)
+
+
+def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps(ascent, shard):
+    from core.pruning import replay
+
+    saved = []
+    for map_id in (3, 20, _live_map(ascent, shard[:300], 280)):
+        map_ids = np.full(len(shard), map_id)
+        full = ascent.run_maps(shard, "conv3", map_ids, 10, record_epochs=range(11), slice_map=True)
+        adaptive = ascent.run_adaptive(shard, "conv3", map_ids, 10, top=8, seed=(map_id, 0), slice_map=True)
+        live = full.history[0] != 0
+        exact_top = set(np.lexsort((np.arange(len(shard)), -full.losses))[:8])
+        assert set(adaptive.ranking()[:8]) == exact_top, map_id
+        survivors = adaptive.epochs_reached == 10
+        np.testing.assert_array_equal(adaptive.images[survivors], full.images[survivors])
+        np.testing.assert_array_equal(adaptive.losses[survivors], full.losses[survivors])
+        # a start dropped at step s reports its loss after s steps
+        np.testing.assert_array_equal(adaptive.losses, full.history[adaptive.epochs_reached, np.arange(len(shard))])
+        assert adaptive.image_steps == int(np.where(live, adaptive.epochs_reached, 0).sum())
+        # the same decisions replayed on the recorded losses (what the benchmarks rely on)
+        reached, steps = replay(full.history, 8, 32, 64, 0.05, np.random.default_rng([map_id, 0, map_id]))
+        np.testing.assert_array_equal(reached, adaptive.epochs_reached)
+        assert steps == adaptive.image_steps
+        saved.append((adaptive.image_steps, live.sum() * 10))
+    assert sum(s for s, _ in saved) < 0.6 * sum(e for _, e in saved)  # it prunes
+    # same starts, same seed: the same result; a shard's outcome depends on nothing else
+    again = ascent.run_adaptive(shard, "conv3", np.full(len(shard), 3), 10, top=8, seed=(3, 0), slice_map=True)
+    first = ascent.run_adaptive(shard, "conv3", np.full(len(shard), 3), 10, top=8, seed=(3, 0), slice_map=True)
+    np.testing.assert_array_equal(again.epochs_reached, first.epochs_reached)
+
+
+def test_adaptive_pruning_runs_small_shards_to_the_end_and_checks_its_constants(ascent, starts):
+    map_ids = np.full(100, _live_map(ascent, starts, 50))
+    small = ascent.run_adaptive(starts[:100], "conv3", map_ids, 4, top=8, sample=32, leaders_count=64, seed=1)
+    assert np.all(small.epochs_reached == 4)  # no more live starts than sample + leaders + top
+    np.testing.assert_array_equal(small.losses, ascent.run_maps(starts[:100], "conv3", map_ids, 4).losses)
+    for name, kwargs in (("sample", {"sample": 0}), ("leaders", {"leaders_count": -1}), ("margin", {"margin": -0.1}),
+                         ("top", {"top": 0})):
+        with pytest.raises(BadParameter, match=name):
+            ascent.run_adaptive(starts[:10], "conv3", map_ids[:10], 4, **{"top": 8, **kwargs})
