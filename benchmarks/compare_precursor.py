@@ -26,7 +26,7 @@ from typing import NoReturn
 import pandas as pd
 import pyarrow as pa
 
-from cluster.runs import RunInfo, read_run
+from cluster.store import Run, finished_run
 from core.errors import BadInput
 
 
@@ -36,17 +36,18 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def load(run: Path) -> tuple[RunInfo, pd.DataFrame, pd.DataFrame]:
-    """A finished precursor run's summary, scores and phase-2 rows; exits with one line otherwise."""
+def load(folder: Path) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
+    """A finished precursor run (verified), its scores and phase-2 rows; exits with one line otherwise."""
     try:
-        info = read_run(run)
-        if info.job != "precursor" or info.status != "done":
-            raise BadInput(f"{run}: not a finished precursor run ({info.job}, {info.status})")
-        return info, pd.read_parquet(run / "scores"), pd.read_parquet(run / "oips", columns=["map", "rank", "pattern", "loss", "alive"])
+        if folder.parent.name != "precursor":
+            raise BadInput(f"{folder}: not a precursor run folder (results/precursor/<run id>)")
+        run = finished_run(folder.parent.parent, "precursor", folder.name)
+        oips = run.table("oips").select(["map", "rank", "pattern", "loss", "alive"])
+        return run, run.table("scores").to_pandas(), oips.to_pandas()
     except BadInput as error:
         fail(str(error))
     except (OSError, pa.ArrowException) as error:
-        fail(f"{run}: cannot read its Parquet ({error})")
+        fail(f"{folder}: cannot read its Parquet ({error})")
 
 
 def describe(params: dict) -> str:

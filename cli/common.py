@@ -14,7 +14,7 @@ from cluster.options import RayOptions, RunOptions
 err = Console(stderr=True)  # progress and logs
 out = Console()  # data: tables, paths
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 3
 
 
 def data_option(ctx: typer.Context) -> str:
@@ -32,12 +32,21 @@ def run_job(ctx: typer.Context, job: Any, run: RunOptions, ray: RayOptions | Non
     return execute(job, run, ray, data_option(ctx), err)
 
 
+def run_experiment(ctx: typer.Context, experiment: Any, run: RunOptions, ray: RayOptions) -> list:
+    """Run every run of an experiment on Ray, with progress on stderr; returns (job, outcome)
+    of each, the experiment's own summary run last."""
+    import_tensorflow_quietly()
+    from cluster.runner import run_experiment as run_all
+
+    return run_all(experiment, run, ray, data_option(ctx), err)
+
+
 def print_outcome(outcome, unit: str = "shards") -> None:
     """Where the results are, how many shards were reused, and the figures."""
     reused = f" ({outcome.shards_reused} of {outcome.shards_total} {unit} reused)" if outcome.shards_reused else ""
     out.print(f"results: {outcome.run_dir}{reused}")
-    for path in outcome.outputs:
-        out.print(f"{'summary' if path.suffix == '.parquet' else 'figure'}: {path}")
+    for location in outcome.outputs:
+        out.print(f"{'summary' if location.endswith('.parquet') else 'figure'}: {location}")
 
 
 def print_dead(best) -> None:

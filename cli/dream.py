@@ -35,9 +35,9 @@ def dream(ctx: typer.Context, job: DreamJob, run: RunOptions, ray: RayOptions) -
     dead = frame.loc[~frame["alive"], "map"].tolist()
     if dead:
         out.print(f"{len(dead)} of {len(frame)} dreams did not move (objective 0 on the photo): maps {', '.join(map(str, dead))}")
-    dream_pngs = [path for path in outcome.outputs if path.name.startswith("dream-")]
+    dream_pngs = [location for location in outcome.outputs if location.rsplit("/", 1)[-1].startswith("dream-")]
     if len(dream_pngs) > MAX_LISTED_DREAMS:  # list the sheets and the summary, not every dream
-        outcome.outputs = [path for path in outcome.outputs if path not in dream_pngs]
+        outcome.outputs = [location for location in outcome.outputs if location not in dream_pngs]
     print_outcome(outcome)
     if len(dream_pngs) > MAX_LISTED_DREAMS:
         out.print(f"dreams: {len(dream_pngs)} PNGs dream-map*.png in {outcome.run_dir}")

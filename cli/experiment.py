@@ -10,11 +10,12 @@ import math
 import typer
 from rich.table import Table
 
-from cli.common import out, print_outcome, run_job
+from cli.common import out, print_outcome, run_experiment, run_job
 from cli.spec import options_from
 from cluster.options import RayOptions, RunOptions
 from jobs.clusters import ClustersExperiment
 from jobs.rescue import RescueExperiment
+from jobs.seed import SeedExperiment
 
 app = typer.Typer(name="experiment", help="Experiments that compare several training runs or methods.", no_args_is_help=True)
 
@@ -60,14 +61,16 @@ app.command("clusters")(clusters)
 def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayOptions) -> None:
     """Train one CNN per --seeds on --data, then on every map run random starts and the
     pre-ReLU and leaky-ReLU warm-ups (the same starts), and the pruned precursor on the maps
-    random starts leave dead (or all: --precursor-maps); Ray tasks, each loading the model its
-    shard names. Compares final losses, maps woken, image-steps and CPU seconds (Parquet +
-    rescue.png)."""
+    random starts leave dead (or all: --precursor-maps): each a normal run (dreamctl runs lists
+    them), resumed like any other. Compares final losses, maps woken, image-steps and CPU
+    seconds (Parquet + rescue.png)."""
     from jobs.rescue import method_summary
 
-    job, outcome = run_job(ctx, job, run, ray)
+    runs = run_experiment(ctx, job, run, ray)
+    _, outcome = runs[-1]
     models = outcome.tables["models"].to_pandas()
-    out.print(f"models on {job.dataset.name}: " + ", ".join(
+    data = next(bound for bound, _ in runs if bound.needs_data).dataset.name
+    out.print(f"models on {data}: " + ", ".join(
         f"seed {row.seed} test {row.test_accuracy:.4f}" for row in models.itertuples()))
     comparison = outcome.tables["comparison"].to_pandas()
     summary = method_summary(comparison)
@@ -89,7 +92,34 @@ def rescue(ctx: typer.Context, job: RescueExperiment, run: RunOptions, ray: RayO
         table.add_row(row.method, f"{row.alive}/{row.maps}", number(row.median_ratio, "{:.3f}"),
                       f"{row.image_steps:,}", f"{row.cpu_seconds:.0f}")
     out.print(table)
+    reused = sum(1 for _, done in runs if done.shards_reused == done.shards_total)
+    out.print(f"runs: {len(runs)} ({reused} reused whole)")
     print_outcome(outcome)
 
 
 app.command("rescue")(rescue)
+
+
+@options_from(job=SeedExperiment, run=(RunOptions, ("out", "fresh")), ray=(RayOptions, ("address",)))
+def seed(ctx: typer.Context, job: SeedExperiment, run: RunOptions, ray: RayOptions) -> None:
+    """The articles' experiments on --data (full MNIST: --data mnist): train the CNN with their
+    settings, OIPs of every conv3 map from random starts and the maps they leave dead, the
+    precursor and the default rescue on those, the MLP on pixels against K = 70 cluster
+    distances, and the KMeans sweep. Each step is a normal run (dreamctl runs lists them),
+    resumed like any other; the table sets every number beside the articles'."""
+    runs = run_experiment(ctx, job, run, ray)
+    _, outcome = runs[-1]
+    data = next(bound for bound, _ in runs if bound.needs_data).dataset
+    table = Table(title=f"the articles' numbers on {data.name} ({len(data.x_train):,} train / "
+                        f"{len(data.x_test):,} test images)")
+    for column in ("what", "articles", "dreamctl", "run"):
+        table.add_column(column)
+    for row in outcome.tables["fidelity"].to_pylist():
+        table.add_row(row["what"], row["articles"], row["text"], row["run"])
+    out.print(table)
+    reused = sum(1 for _, done in runs if done.shards_reused == done.shards_total)
+    out.print(f"runs: {len(runs)} ({reused} reused whole)")
+    print_outcome(outcome)
+
+
+app.command("seed")(seed)

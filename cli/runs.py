@@ -16,7 +16,7 @@ app = typer.Typer(name="runs", help="List the runs under a results folder: job, 
 
 ResultsDir = Annotated[str, typer.Option("--out", help="Results folder (or pyarrow filesystem URI, s3://bucket/prefix) to look in.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
-STATUS_STYLE = {"done": "green", "running": "cyan", "partial": "yellow"}
+STATUS_STYLE = {"done": "green", "running": "cyan", "partial": "yellow", "damaged": "red"}
 
 
 def results_location(text: str) -> Path | str:
@@ -32,7 +32,8 @@ def results_location(text: str) -> Path | str:
 
 @app.callback()
 def runs(ctx: typer.Context, out_dir: ResultsDir = "results", as_json: Json = False) -> None:
-    """List every run under the results folder, newest first (status done / running / partial)."""
+    """List every run under the results folder, newest first (status done / running / partial /
+    damaged, with the reason below the table)."""
     if ctx.invoked_subcommand is not None:
         return
     from cluster.runs import list_runs
@@ -49,6 +50,9 @@ def runs(ctx: typer.Context, out_dir: ResultsDir = "results", as_json: Json = Fa
         table.add_row(run.job, run.run_id + (" (latest)" if run.latest else ""), f"[{style}]{run.status}",
                       f"{run.rows:,}", f"{run.shards_done}/{run.shards}", run.date, run.key_params)
     out.print(table)
+    for run in found:
+        if run.problem:
+            out.print(f"damaged: {run.problem}", markup=False, highlight=False, soft_wrap=True)
     if not found:
         out.print(f"no runs under {out_dir}")
 
@@ -69,7 +73,7 @@ def show(
     table = Table(title=f"{info.job} run {info.run_id}: {info.status}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    for name, value in (("folder", str(info.path)), ("status", info.status), ("updated", info.date),
+    for name, value in (("folder", info.path), ("status", info.status), ("problem", info.problem or "–"), ("updated", info.date),
                         ("model", str(info.model_hash)), ("data", json.dumps(info.data)),
                         ("rows", f"{info.rows:,}"), ("shards", f"{info.shards_done}/{info.shards}")):
         table.add_row(name, value)

@@ -1,4 +1,7 @@
-"""One writer per run folder: a lock file naming its owner (pid, host, start time).
+"""One writer per run folder: a lock naming its owner (pid, host, start time, token).
+
+:class:`RunLock` is a file in a local run folder; :class:`ObjectLock` an object on an object
+store (cluster/object_store.py), which has no atomic create.
 
 The lock is created exclusively: its complete record is written to a unique hidden file,
 then hard-linked to the lock's name (``link`` fails when the name exists, as
@@ -17,11 +20,16 @@ import json
 import os
 import secrets
 import socket
+import stat
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from core.errors import BadInput
+from core.errors import BadInput, JobFailed
+
+if TYPE_CHECKING:
+    from cluster.object_store import ObjectBackend
 
 # A lock file that does not parse was not written by the link path (its records are whole);
 # the O_EXCL fallback writes right after creating, so give such a writer this long.
@@ -76,6 +84,8 @@ def stale_reason(owner: dict) -> str | None:
     if owner.get("boot_id") and boot_id and owner["boot_id"] != boot_id:
         return "this machine restarted since it was taken"
     pid = int(owner["pid"])
+    if not 0 < pid < 1 << 22:  # beyond Linux's pid_max: no process of ours ever had it
+        return f"pid {pid} cannot exist"
     if not _pid_exists(pid):
         return f"pid {pid} is gone"
     state = _process_state(pid)
@@ -117,6 +127,8 @@ class RunLock:
                 continue  # released between our attempt and our look: try again
             owner = self._parse(seen)
             if owner is None:
+                if not stat.S_ISREG(self.path.lstat().st_mode):
+                    raise BadInput(f"{what}: {self.path} is not a regular file; remove it to run (a lock is a file)")
                 age = time.time() - self.path.lstat().st_mtime
                 if age < UNREADABLE_GRACE_SECONDS:
                     raise BadInput(f"{what} is being locked by another process right now (lock {self.path})")
@@ -130,6 +142,17 @@ class RunLock:
                 held_by = describe(owner) if owner else "an unknown owner"
                 self.warn(f"took over the stale lock of {what} held by {held_by}: {reason}")
         raise BadInput(f"{what}: could not take the lock {self.path} (other processes keep taking it)")
+
+    def confirm(self) -> None:
+        """Nothing to do: no other process can take a held local lock from us."""
+
+    def holder_alive(self) -> bool:
+        """True when a lock exists and its writer may still be writing."""
+        seen = self._read()
+        if seen is None:
+            return False
+        owner = self._parse(seen)
+        return owner is None or stale_reason(owner) is None  # unparsable: being written right now
 
     def release(self) -> None:
         """Remove the lock if it is still ours (idempotent)."""
@@ -168,14 +191,7 @@ class RunLock:
         return True
 
     def _read(self) -> bytes | None:
-        try:
-            descriptor = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            return None
-        except OSError:  # a link planted at the lock's name: its content means nothing
-            return b""
-        with os.fdopen(descriptor, "rb") as file:
-            return file.read()
+        return self._read_path(self.path)
 
     @staticmethod
     def _parse(data: bytes) -> dict | None:
@@ -183,7 +199,7 @@ class RunLock:
             owner = json.loads(data)
             int(owner["pid"])
             return owner
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             return None
 
     def _take_away(self, seen: bytes) -> bool:
@@ -207,10 +223,128 @@ class RunLock:
             aside.unlink(missing_ok=True)
 
     @staticmethod
-    def _read_path(path: Path) -> bytes:
+    def _read_path(path: Path) -> bytes | None:
+        """The file's bytes; None when missing; b"" for anything but a regular file (a link,
+        a FIFO, a folder planted at the lock's name: its content means nothing)."""
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
         except OSError:
             return b""
         with os.fdopen(descriptor, "rb") as file:
-            return file.read()
+            return file.read() if stat.S_ISREG(os.fstat(descriptor).st_mode) else b""
+
+
+class ObjectLock:
+    """One writer per run folder on an object store, without an atomic create.
+
+    ``acquire``: when the lock object ``<run>/_lock`` is missing or stale, write our record
+    (unique token), wait ``settle_seconds``, read it back: ours when our token is still there
+    (of writers that raced, the last PUT wins and the others back off). While held, a thread
+    rewrites the record every ``heartbeat_seconds``; a lock whose object is older than
+    ``stale_seconds`` (or whose owner ran on this host and is gone) is stale and taken over.
+    :meth:`confirm` raises JobFailed when another process has taken the lock since.
+    docs/CLUSTER.md, "Object storage", says what this does and does not guarantee."""
+
+    settle_seconds = 2.0
+    heartbeat_seconds = 10.0
+    stale_seconds = 60.0
+
+    def __init__(self, backend: ObjectBackend, run: str, warn: Callable[[str], None] = lambda message: None):
+        self.backend, self.key, self.warn = backend, f"{run}/_lock", warn
+        self.owner: dict | None = None
+        self.lost: str | None = None  # why the heartbeat found the lock taken away
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.owner is not None
+
+    def acquire(self, what: str) -> None:
+        for _ in range(3):
+            seen = self._read()
+            took_over = None
+            if seen is not None:
+                owner, age = seen
+                reason = self._stale_reason(owner, age)
+                if reason is None:
+                    raise BadInput(f"{what} is in use by {describe(owner)} (lock {self.backend.show(self.key)}, "
+                                   f"heartbeat {age:.0f} s ago); wait for it to finish, or delete the lock if that "
+                                   f"process is gone")
+                took_over = f"took over the stale lock of {what} held by {describe(owner)}: {reason}"
+            record = {**owner_record(), "heartbeat": time.time()}
+            self.backend.write(self.key, json.dumps(record).encode())
+            time.sleep(self.settle_seconds)
+            now = self._read()
+            if now is not None and now[0].get("token") == record["token"]:
+                self.owner, self.lost = record, None
+                if took_over:
+                    self.warn(took_over)
+                self._stop.clear()
+                self._heartbeat = threading.Thread(target=self._beat, name="dreamctl-lock-heartbeat", daemon=True)
+                self._heartbeat.start()
+                return
+        raise BadInput(f"{what}: could not take the lock {self.backend.show(self.key)} (other processes keep taking it)")
+
+    def confirm(self) -> None:
+        """Raise JobFailed unless the lock object still holds our token."""
+        if self.lost is None:
+            seen = self._read()
+            if seen is None or seen[0].get("token") != self.owner["token"]:
+                self.lost = f"now held by {describe(seen[0])}" if seen else "its lock object was deleted"
+        if self.lost is not None:
+            raise JobFailed(f"lost the lock of {self.backend.show(self.key)}: {self.lost}; "
+                            f"another dreamctl writes this run (its committed parts stay valid)")
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lock object if it is still ours (idempotent)."""
+        if self.owner is None:
+            return
+        self._stop.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join()
+        try:
+            seen = self._read()
+            if seen is not None and seen[0].get("token") == self.owner["token"]:
+                self.backend.delete(self.key)
+        except (OSError, JobFailed):  # unreachable now: the lock goes stale after stale_seconds
+            pass
+        self.owner = None
+
+    def holder_alive(self) -> bool:
+        """True when a lock object exists and its writer may still be writing (not stale)."""
+        seen = self._read()
+        return seen is not None and self._stale_reason(*seen) is None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                seen = self._read()
+                owner = self.owner
+                if owner is None:
+                    return
+                if seen is None or seen[0].get("token") != owner["token"]:
+                    self.lost = f"now held by {describe(seen[0])}" if seen else "its lock object was deleted"
+                    return
+                self.backend.write(self.key, json.dumps({**owner, "heartbeat": time.time()}).encode())
+            except (OSError, JobFailed):  # a network hiccup: try again at the next beat
+                continue
+
+    def _read(self) -> tuple[dict, float] | None:
+        """(owner record, seconds since the lock object was last written) or None."""
+        data = self.backend.read(self.key)
+        if data is None:
+            return None
+        mtime = self.backend.call(self.backend.fs.get_file_info, self.key).mtime
+        age = time.time() - mtime.timestamp() if mtime is not None else 0.0
+        owner = RunLock._parse(data)
+        return owner or {"pid": -1, "host": "?", "since": "?", "token": None}, age
+
+    def _stale_reason(self, owner: dict, age: float) -> str | None:
+        if owner.get("host") == socket.gethostname() and int(owner.get("pid", -1)) >= 0:
+            return stale_reason(owner)  # its process can be seen from here
+        if age > self.stale_seconds:
+            return f"no heartbeat for {age:.0f} s (stale after {self.stale_seconds:.0f} s)"
+        return None

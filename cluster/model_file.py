@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import BadInput
 from core.model import CONV_LAYERS, IMAGE_SIZE, Standardization
-from jobs.files import atomic_path
+from cluster.files import atomic_path
 
 if TYPE_CHECKING:  # Keras is imported where a model is loaded, not by every command
     import keras

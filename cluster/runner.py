@@ -9,9 +9,10 @@ in this process instead (``ray_options`` None), with the same store and resume.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pyarrow as pa
 from rich.console import Console
@@ -19,20 +20,29 @@ from rich.console import Console
 from cluster.model_file import file_hash
 from cluster.options import RayOptions, RunOptions, is_uri
 from cluster.progress import JobProgress
-from cluster.store import RunStore
-from core.errors import BadParameter, JobFailed
-from jobs.base import Job, Phase, Shard, non_finite_columns, run_id
+from cluster.store import RunStore, measured, run_id
+from core.errors import BadInput, BadParameter, JobFailed
+from core.data import Dataset
+from jobs.base import Experiment, Job, Phase, Shard, TrainedModel, non_finite_columns
+
+if TYPE_CHECKING:  # Ray is imported where a job runs on it, not by --help
+    from cluster.scheduler import ActorPool
 
 
 @dataclass
 class RunOutcome:
-    run_dir: Path | str  # a URI (cluster.object_store.ObjectURL) when --out is one
+    """What a finished run left: its folder (a path or a URI), the phases' tables and commit
+    records, and where its outputs are."""
+
+    job: str
+    run_dir: str
     run_id: str
+    metadata: dict  # params, model hash, data id
     tables: dict[str, pa.Table]
-    outputs: list[Path]  # ObjectURLs on an object store
+    records: dict[str, dict[str, dict]]  # phase -> shard id -> commit record (CPU seconds, node, work)
+    outputs: list[str]
     shards_total: int = 0
     shards_reused: int = 0
-    phases: list[str] = field(default_factory=list)
 
 
 def check_out_folder(out: Path | str, parameter: str = "out") -> None:
@@ -40,9 +50,14 @@ def check_out_folder(out: Path | str, parameter: str = "out") -> None:
     bucket exists and answers: checked before any model is trained or Ray is started.
     ``parameter``: the option named in the error."""
     if is_uri(out):
-        from cluster.object_store import check_location
+        from cluster.object_store import ObjectBackend
 
-        check_location(out, parameter)
+        try:
+            ObjectBackend(out).check(parameter)
+        except BadParameter:
+            raise
+        except BadInput as error:
+            raise BadParameter(parameter, str(error)) from None
         return
     out = Path(out)
     existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
@@ -52,58 +67,122 @@ def check_out_folder(out: Path | str, parameter: str = "out") -> None:
         raise BadParameter(parameter, f"{existing} is not writable")
 
 
-def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec: str, console: Console) -> tuple[Job, RunOutcome]:
-    """Run ``job`` with its results under ``run.out``: on Ray (``ray_options``), or in this
-    process when None (model-free jobs only). Returns the job (bound to its data when it
-    needs data) and the outcome."""
+@dataclass(frozen=True)
+class ModelSource:
+    """The CNN a job's actors load: a model file's bytes or a :class:`TrainedModel`; ``hash``
+    goes into the run id, ``metadata`` holds its standardization and data id."""
+
+    source: bytes | TrainedModel
+    hash: str
+    metadata: dict
+
+
+def bind(job: Job, run: RunOptions, data_spec: str, console: Console, model: TrainedModel | None = None,
+         dataset: Dataset | None = None) -> tuple[Job, ModelSource | None, dict | None]:
+    """The job bound to its data (jobs that need data: ``dataset``, else loaded from
+    ``data_spec``), the model its actors load (CNN jobs: ``model``, else ``run.model`` or the
+    default model, trained first when missing) and the identity of the data it uses."""
+    data_identity, source = None, None
+    if job.needs_data:
+        announce = dataset is None
+        if dataset is None:
+            from core.data import load_dataset
+
+            dataset = load_dataset(data_spec)
+        job = job.with_data(dataset)  # its checks against the data come before anything is said
+        if announce:
+            console.print(f"data {dataset.name}: {len(dataset.x_train):,} train / {len(dataset.x_test):,} test images")
+        data_identity = dataset.identity()
+    if job.needs_model and model is not None:
+        source = ModelSource(model, model.hash, model.metadata)
+    elif job.needs_model:
+        from cluster.training import ensure_model
+
+        model_path, metadata = ensure_model(run.model, data_spec, console, dataset=dataset)
+        source = ModelSource(model_path.read_bytes(), file_hash(model_path), metadata)
+    if source is not None:
+        data_identity = source.metadata["data"]
+    return job, source, data_identity
+
+
+def check_before_work(run: RunOptions, ray_options: RayOptions | None) -> None:
+    """What is checked before any data is loaded or model trained: ``--out`` and the Ray
+    address (seconds, not minutes)."""
     check_out_folder(run.out)
     if ray_options is not None:
         from cluster.runtime import check_ray_address
 
-        check_ray_address(ray_options.address)  # seconds, not minutes: before the data and the model
-    model_path, data_identity, dataset = None, None, None
-    if job.needs_data:
-        from core.data import load_dataset
+        check_ray_address(ray_options.address)
 
-        dataset = load_dataset(data_spec)
-        job = job.with_data(dataset)
-        data_identity = dataset.identity()
-        console.print(f"data {dataset.name}: {len(dataset.x_train):,} train / {len(dataset.x_test):,} test images")
-    if job.needs_model:
-        from cluster.training import ensure_model
 
-        model_path, metadata = ensure_model(run.model, data_spec, console, dataset=dataset)
-        data_identity = metadata["data"]
-    if ray_options is None:
-        with JobProgress(console) as progress:
-            return job, run_phases(job, run, progress, run_here(progress), model_path, data_identity)
-    from cluster.runtime import check_resources, ray_session
+@contextmanager
+def ray_for_jobs(ray_options: RayOptions, console: Console) -> Iterator:
+    """A Ray session for one job or a whole experiment, announced on ``console``."""
+    from cluster.runtime import ray_session
 
     with ray_session(ray_options.address) as ray_info:
         where = "local Ray" if ray_info.started_here else f"Ray at {ray_info.address}"
         console.print(f"{where}: {ray_info.cpus:g} CPUs, {ray_info.gpus:g} GPUs"
                       + (f"; dashboard {ray_info.dashboard_url}" if ray_info.dashboard_url else ""))
-        n_actors = 0
-        if job.needs_model:  # refused here, before any actor is asked for (Ray would wait forever)
-            capacity = check_resources(ray_options.cpus_per_actor, ray_options.gpus_per_actor, ray_options.actors)
-            n_actors = ray_options.actors or capacity.max_actors
+        yield ray_info
+
+
+def execute(job: Job, run: RunOptions, ray_options: RayOptions | None, data_spec: str, console: Console) -> tuple[Job, RunOutcome]:
+    """Run ``job`` with its results under ``run.out``: on Ray (``ray_options``), or in this
+    process when None (model-free jobs only). Returns the job (bound to its data when it
+    needs data) and the outcome."""
+    check_before_work(run, ray_options)
+    job, source, data_identity = bind(job, run, data_spec, console)
+    if ray_options is None:
         with JobProgress(console) as progress:
-            return job, run_on_ray(job, run, ray_options, n_actors, ray_info, progress, model_path, data_identity)
+            return job, run_phases(job, run, progress, run_here(progress), source, data_identity)
+    with ray_for_jobs(ray_options, console) as ray_info:
+        return job, run_on_ray(job, run, ray_options, ray_info, console, source, data_identity)
+
+
+def run_experiment(experiment: Experiment, run: RunOptions, ray_options: RayOptions, data_spec: str,
+                   console: Console) -> list[tuple[Job, RunOutcome]]:
+    """Every run of an experiment in order, in one Ray session; each is a normal run (its own
+    run id, resumed like any other). Returns (job, outcome) of each run."""
+    from core.data import load_dataset
+
+    check_before_work(run, ray_options)
+    dataset = load_dataset(data_spec) if experiment.needs_data else None
+    if dataset is not None:
+        experiment = experiment.with_data(dataset)  # its checks against the data come before anything runs
+        console.print(f"data {dataset.name}: {len(dataset.x_train):,} train / {len(dataset.x_test):,} test images")
+    done: list[tuple[Job, RunOutcome]] = []
+    pools: dict[str, ActorPool] = {}  # model hash -> its actors, kept for the runs after
+    with ray_for_jobs(ray_options, console) as ray_info:
+        steps, outcome = experiment.steps(), None
+        try:
+            while True:
+                try:
+                    step = steps.send(outcome)
+                except StopIteration:
+                    return done
+                job, source, data_identity = bind(step.job, run, data_spec, console, step.model, dataset)
+                outcome = run_on_ray(job, run, ray_options, ray_info, console, source, data_identity, pools)
+                done.append((job, outcome))
+        finally:
+            for pool in pools.values():
+                pool.shutdown()
 
 
 def run_phases(job: Job, run: RunOptions, progress: JobProgress,
                compute: Callable[[Phase, list[Shard], RunStore], None],
-               model_path: Path | None, data_identity: dict) -> RunOutcome:
+               source: ModelSource | None, data_identity: dict | None) -> RunOutcome:
     """The phase loop every job runs through: open the run's store (resuming finished
     shards unless ``run.fresh``), let ``compute`` do each phase's missing shards, read the
     phase back, write the outputs, mark success."""
-    model_hash = file_hash(model_path) if model_path is not None else None
+    model_hash = source.hash if source is not None else None
     params = job.params()
     rid = run_id(job.name, params, model_hash, data_identity)
     metadata = {"params": params, "model_hash": model_hash, "data": data_identity}
-    with open_store(run.out, job.name, rid, metadata, progress.warn) as store:
+    with RunStore(run.out, job.name, rid, metadata, progress.warn) as store:
         store.open(run.fresh)
-        outcome = RunOutcome(run_dir=store.run_dir, run_id=rid, tables={}, outputs=[])
+        outcome = RunOutcome(job=job.name, run_dir=store.run_dir, run_id=rid, metadata=metadata, tables={}, records=store.records,
+                             outputs=[])
         all_shards = {}
         for phase in job.phases():
             shards = phase.shards(outcome.tables)
@@ -120,45 +199,48 @@ def run_phases(job: Job, run: RunOptions, progress: JobProgress,
             if pending:
                 compute(phase, pending, store)
             outcome.tables[phase.name] = store.read_phase(phase.name, shards, phase.schema)
-            outcome.phases.append(phase.name)
-        outcome.outputs = job.write_outputs(outcome.tables, store)
+        outcome.outputs = store.write_outputs(job.outputs(outcome.tables, store.location))
         store.write_manifest(all_shards, "done")
-        outcome.outputs = store.publish(outcome.outputs)  # uploads them when the store is remote
         store.mark_success()
     return outcome
 
 
-def open_store(out: Path | str, job: str, rid: str, metadata: dict, warn: Callable[[str], None]) -> RunStore:
-    """The run's store: files under a local folder, or objects under a filesystem URI."""
-    if is_uri(out):
-        from cluster.object_store import ObjectRunStore
-
-        return ObjectRunStore(out, job, rid, metadata, warn=warn)
-    return RunStore(out, job, rid, metadata, warn=warn)
-
-
-def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, n_actors: int, ray_info, progress: JobProgress,
-               model_path: Path | None, data_identity: dict) -> RunOutcome:
-    """CNN phases on ``n_actors`` ``CNNWorker`` actors (started once, at the first phase that
-    needs them), the others as plain tasks."""
+def run_on_ray(job: Job, run: RunOptions, ray_options: RayOptions, ray_info, console: Console,
+               source: ModelSource | None, data_identity: dict | None,
+               pools: dict[str, ActorPool] | None = None) -> RunOutcome:
+    """CNN phases on ``CNNWorker`` actors holding ``source`` (started at the first phase that
+    needs them; as many as the cluster holds unless ``--actors``), the others as plain tasks.
+    ``pools``: the actors of the run before (by model hash), reused when the model is the same,
+    shut down before any other phase needs the CPUs, kept for the next run (the caller shuts
+    them down at the end); None: the actors live as long as this run."""
+    from cluster.runtime import check_resources
     from cluster.scheduler import ActorPool, TaskPool, run_shards
 
-    actor_pools: list[ActorPool] = []
+    n_actors = 0
+    if job.needs_model:  # refused here, before any actor is asked for (Ray would wait forever)
+        capacity = check_resources(ray_options.cpus_per_actor, ray_options.gpus_per_actor, ray_options.actors)
+        n_actors = ray_options.actors or capacity.max_actors
+    own: dict[str, ActorPool] = {}
+    pools = own if pools is None else pools
 
     def compute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
+        wanted = source.hash if phase.needs_model else None
+        for other in [key for key in pools if key != wanted]:  # their CPUs are this phase's now
+            pools.pop(other).shutdown()
         if phase.needs_model:
-            if not actor_pools:
-                actor_pools.append(ActorPool(model_path, n_actors, ray_options.cpus_per_actor,
-                                             ray_options.gpus_per_actor, ray_options.chunk_size, ray_options.precision))
-            pool = actor_pools[0]
+            if source.hash not in pools:
+                pools[source.hash] = ActorPool(source.source, n_actors, ray_options.cpus_per_actor,
+                                               ray_options.gpus_per_actor, ray_options.chunk_size, ray_options.precision)
+            pool = pools[source.hash]
         else:
             pool = TaskPool(phase, max(1, int(ray_info.cpus)))
         run_shards(pool, phase, pending, store, progress)
 
     try:
-        return run_phases(job, run, progress, compute, model_path, data_identity)
+        with JobProgress(console) as progress:
+            return run_phases(job, run, progress, compute, source, data_identity)
     finally:
-        for pool in actor_pools:
+        for pool in own.values():
             pool.shutdown()
 
 
@@ -169,7 +251,7 @@ def run_here(progress: JobProgress) -> Callable[[Phase, list[Shard], RunStore], 
     def compute(phase: Phase, pending: list[Shard], store: RunStore) -> None:
         context = phase.shared()
         for shard in pending:
-            table = phase.compute(context, shard.payload, on_item=progress.item_done)
+            table = measured(lambda: phase.compute(context, shard.payload, on_item=progress.item_done))
             bad_columns = non_finite_columns(table, phase.must_be_finite)
             if bad_columns:
                 raise JobFailed(f"shard {shard.shard_id} of {phase.name}: non-finite values (nan or inf) in "

@@ -1,30 +1,24 @@
-"""The runs under a results folder, read from what is on disk (``dreamctl runs``).
+"""The runs under a results folder (``dreamctl runs``), each read through the store's verified
+reader (cluster/store.py). Status:
 
-A run is ``<results>/<job>/<run_id>/`` with a ``_manifest.json``. Its status:
+- ``done``: ``_SUCCESS`` exists and every part and output checks out;
+- ``running``: not done, and its lock names a writer that is alive (or on another host);
+- ``partial``: neither (stopped or killed; rerunning its command resumes it);
+- ``damaged``: the run cannot be shown, with the reason (a bad manifest, a part that no longer
+  matches its commit record, ...). One damaged run never hides the others.
 
-- ``done``: ``_SUCCESS`` exists;
-- ``running``: not done, and its ``_lock`` names a writer that is alive (or one on another
-  host, whose processes cannot be seen; see cluster/lock.py);
-- ``partial``: neither (stopped or killed; rerunning its command resumes it).
-
-Rows and shards come from the Parquet footers of the parts the manifest lists.
+Rows and shards count the parts that verify.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from cluster.lock import stale_reason
-from cluster.options import is_uri
-from cluster.store import LOCK, MANIFEST, SUCCESS
-from core.errors import BadInput
-from jobs.files import follow_latest
+from cluster.store import LATEST, Backend, Damaged, Run, backend_for, job_runs, open_run
+from core.errors import BadInput, JobFailed
 
 KEY_PARAMS = {  # job -> the parameters that tell its runs apart at a glance
     "precursor": ("layer", "maps", "grid", "levels", "test_epochs", "top", "full_epochs"),
@@ -40,35 +34,34 @@ KEY_PARAMS = {  # job -> the parameters that tell its runs apart at a glance
 @dataclass(frozen=True)
 class PhaseInfo:
     shards: int  # listed in the manifest
-    done: int  # parts with a readable footer
+    done: int  # parts that verify
     rows: int  # rows in those parts
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One run as found on disk. ``date``: the manifest's last update (ISO 8601)."""
+    """One run as found. ``date``: the manifest's last update (ISO 8601); ``problem``: why a
+    damaged run cannot be shown."""
 
     job: str
     run_id: str
-    path: Path | str  # a URI (cluster.object_store.ObjectURL) for runs on an object store
+    path: str  # a folder, or a URI for runs on an object store
     status: str
-    date: str
-    rows: int
-    shards: int
-    shards_done: int
-    key_params: str
-    latest: bool
-    params: dict = field(repr=False)
+    date: str = ""
+    rows: int = 0
+    shards: int = 0
+    shards_done: int = 0
+    key_params: str = ""
+    latest: bool = False
+    params: dict = field(default_factory=dict, repr=False)
     model_hash: str | None = None
     data: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict, repr=False)
     phases: dict[str, PhaseInfo] = field(default_factory=dict)
+    problem: str | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready: paths as strings."""
-        values = asdict(self)
-        values["path"] = str(self.path)
-        return values
+        return asdict(self)
 
 
 def compact_ints(values) -> str:
@@ -111,176 +104,72 @@ def describe_params(job: str, params: dict) -> str:
     return " ".join(pairs)
 
 
-def _phase_info(run_dir: Path, phase: str, shard_ids: list[str]) -> PhaseInfo:
-    done = rows = 0
-    for shard_id in shard_ids:
+def summarize(run: Run) -> RunInfo:
+    """What ``dreamctl runs`` shows of a run; a finished run is verified whole."""
+    status, problem = run.status, None
+    if status == "done":
         try:
-            rows += pq.read_metadata(run_dir / phase / f"part-{shard_id}.parquet").num_rows
-            done += 1
-        except (OSError, pa.ArrowInvalid):
-            continue
-    return PhaseInfo(len(shard_ids), done, rows)
-
-
-def writer_alive(run_dir: Path) -> bool:
-    """True when the run's lock names a process that may still be writing."""
-    try:
-        owner = json.loads((run_dir / LOCK).read_text())
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError):
-        return True  # being written right now (cluster/lock.py writes whole records)
-    return stale_reason(owner) is None
-
-
-def read_run(run_dir: Path) -> RunInfo:
-    """A run folder's summary; BadInput when it has no readable manifest."""
-    run_dir = Path(run_dir)
-    try:
-        manifest = json.loads((run_dir / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{run_dir} is not a dreamctl run folder (no {MANIFEST})") from None
-    except (OSError, ValueError) as error:
-        raise BadInput(f"{run_dir / MANIFEST}: cannot read it ({type(error).__name__})") from None
-    if (run_dir / SUCCESS).exists():
-        status = "done"
-    elif writer_alive(run_dir):
-        status = "running"
-    else:
-        status = "partial"
-    phases = {phase: _phase_info(run_dir, phase, ids) for phase, ids in manifest.get("phases", {}).items()}
-    job = manifest.get("job", run_dir.parent.name)
-    latest = run_dir.parent / "latest"
-    params = manifest.get("params", {})
+            run.verify()
+        except Damaged as error:
+            status, problem = "damaged", str(error)
+    phases = {}
+    for phase in run.manifest["phases"]:
+        good = [part for part in run.parts(phase) if part.record is not None]
+        phases[phase] = PhaseInfo(len(run.manifest["phases"][phase]), len(good), sum(p.record["rows"] for p in good))
     return RunInfo(
-        job=job, run_id=manifest.get("run_id", run_dir.name), path=run_dir, status=status,
-        date=manifest.get("updated", ""), rows=sum(p.rows for p in phases.values()),
-        shards=sum(p.shards for p in phases.values()), shards_done=sum(p.done for p in phases.values()),
-        key_params=describe_params(job, params),
-        latest=(latest.is_symlink() or latest.is_file()) and follow_latest(latest).resolve() == run_dir.resolve(),
-        params=params, model_hash=manifest.get("model_hash"), data=manifest.get("data", {}),
-        versions=manifest.get("versions", {}), phases=phases,
-    )
+        job=run.job, run_id=run.run_id, path=run.show(), status=status, date=str(run.manifest.get("updated", "")),
+        rows=sum(p.rows for p in phases.values()), shards=sum(p.shards for p in phases.values()),
+        shards_done=sum(p.done for p in phases.values()), key_params=describe_params(run.job, run.params),
+        latest=run.backend.latest(run.job) == run.run_id, params=run.params, model_hash=run.model_hash,
+        data=run.data, versions=run.manifest.get("versions") or {}, phases=phases, problem=problem)
 
 
-def run_dirs(results_dir: Path) -> list[Path]:
-    """Every ``<results>/<job>/<run_id>`` folder with a manifest (links like ``latest`` skipped)."""
-    results_dir = Path(results_dir)
-    return sorted(
-        run_dir for job_dir in results_dir.iterdir() if job_dir.is_dir() and not job_dir.name.startswith((".", "_"))
-        for run_dir in job_dir.iterdir()
-        if run_dir.is_dir() and not run_dir.is_symlink() and (run_dir / MANIFEST).exists()
-    ) if results_dir.is_dir() else []
+def _runs_of(backend: Backend, job: str) -> list[RunInfo]:
+    return [summarize(run) if isinstance(run, Run) else
+            RunInfo(job=job, run_id=name, path=backend.show(f"{job}/{name}"), status="damaged", problem=str(run))
+            for name, run in job_runs(backend, job)]
 
 
-def list_runs(results_dir: Path | str) -> list[RunInfo]:
-    """All runs under ``results_dir`` (a folder or a filesystem URI), newest first."""
-    if is_uri(results_dir):
-        runs = [_read_object_run(run) for run in _object_run_dirs(results_dir)]
-        return sorted(runs, key=lambda run: (run.date, run.job, run.run_id), reverse=True)
-    if not Path(results_dir).is_dir():
-        raise BadInput(f"no results folder at {results_dir}")
-    runs = [read_run(run_dir) for run_dir in run_dirs(results_dir)]
+def _listing(backend: Backend) -> list[pafs.FileInfo]:
+    try:
+        if backend.kind("") != pafs.FileType.Directory:
+            raise BadInput(f"no results under {backend.show()}")
+        return backend.listing("")
+    except JobFailed as error:  # an object store that does not answer
+        raise BadInput(str(error)) from None
+
+
+def list_runs(out: Path | str) -> list[RunInfo]:
+    """Every run under ``out`` (a folder or a filesystem URI), newest first."""
+    backend = backend_for(out)
+    runs = [info for job in _listing(backend) if job.type == pafs.FileType.Directory
+            and not job.base_name.startswith((".", "_")) for info in _runs_of(backend, job.base_name)]
     return sorted(runs, key=lambda run: (run.date, run.job, run.run_id), reverse=True)
 
 
-def find_run(results_dir: Path | str, name: str) -> RunInfo:
-    """One run by folder path, ``job/run_id`` (``precursor/latest`` too) or a unique run-id prefix."""
-    if is_uri(results_dir):
-        return _find_object_run(results_dir, name)
-    results_dir = Path(results_dir)
-    for candidate in (Path(name), results_dir / name):
-        candidate = follow_latest(candidate)  # `latest`: a link, or a run-id file copied from an object store
-        if (candidate / MANIFEST).exists():
-            return read_run(candidate)
-    matches = [run_dir for run_dir in run_dirs(results_dir) if run_dir.name.startswith(name)]
-    if not matches:
-        raise BadInput(f"no run {name!r} under {results_dir} (see dreamctl runs --out {results_dir})")
-    if len(matches) > 1:
-        raise BadInput(f"run id {name!r} is ambiguous under {results_dir}: " + ", ".join(f"{p.parent.name}/{p.name}" for p in matches))
-    return read_run(matches[0])
-
-
-# ----- runs under a filesystem URI (cluster/object_store.py) ---------------------------------
-def _object_run_dirs(results: str) -> list:
-    """Every ``<uri>/<job>/<run_id>`` with a manifest, as Locations; BadInput when the URI
-    holds nothing (or cannot be opened)."""
-    from cluster.object_store import open_location
-
-    root = open_location(results)
-    try:
-        jobs = [info.base_name for info in root.entries() if info.type == pafs.FileType.Directory]
-    except OSError as error:
-        raise BadInput(f"cannot list {root.display}: {str(error).splitlines()[0]}") from None
-    if not jobs:
-        raise BadInput(f"no results under {root.display}")
-    runs = []
-    for job in sorted(name for name in jobs if not name.startswith((".", "_"))):
-        for info in root.entries(job):
-            run = root.child(job, info.base_name)
-            if info.type == pafs.FileType.Directory and run.info(MANIFEST).type == pafs.FileType.File:
-                runs.append(run)
-    return runs
-
-
-def _read_object_run(run) -> RunInfo:
-    """A run's summary from its objects (as :func:`read_run` from its folder)."""
-    from cluster.object_store import ObjectLock, read_latest
-
-    data = run.read(MANIFEST)
-    if data is None:
-        raise BadInput(f"{run.display} is not a dreamctl run folder (no {MANIFEST})")
-    try:
-        manifest = json.loads(data)
-    except ValueError as error:
-        raise BadInput(f"{run.display}/{MANIFEST}: cannot read it ({type(error).__name__})") from None
-    if run.info(SUCCESS).type == pafs.FileType.File:
-        status = "done"
-    elif ObjectLock(run).holder_alive():
-        status = "running"
-    else:
-        status = "partial"
-    phases = {}
-    for phase, shard_ids in manifest.get("phases", {}).items():
-        done = rows = 0
-        for shard_id in shard_ids:
-            try:
-                with run.filesystem.open_input_file(run.key(phase, f"part-{shard_id}.parquet")) as file:
-                    rows += pq.read_metadata(file).num_rows
-                done += 1
-            except (OSError, pa.ArrowInvalid):
-                continue
-        phases[phase] = PhaseInfo(len(shard_ids), done, rows)
-    job_name, run_name = run.display.rsplit("/", 2)[-2:]
-    job = manifest.get("job", job_name)
-    run_id = manifest.get("run_id", run_name)
-    params = manifest.get("params", {})
-    latest = read_latest(run.parent())
-    return RunInfo(
-        job=job, run_id=run_id, path=run.url(), status=status, date=manifest.get("updated", ""),
-        rows=sum(p.rows for p in phases.values()), shards=sum(p.shards for p in phases.values()),
-        shards_done=sum(p.done for p in phases.values()), key_params=describe_params(job, params),
-        latest=latest == run_name, params=params, model_hash=manifest.get("model_hash"),
-        data=manifest.get("data", {}), versions=manifest.get("versions", {}), phases=phases,
-    )
-
-
-def _find_object_run(results: str, name: str) -> RunInfo:
-    """One run under a URI by ``job/run_id``, ``job/latest`` or a unique run-id prefix."""
-    from cluster.object_store import open_location, read_latest
-
-    root = open_location(results)
+def find_run(out: Path | str, name: str) -> RunInfo:
+    """One run by its folder (``results/precursor/<id>``), ``job/run_id`` (``precursor/latest``
+    too) or a unique run-id prefix under ``out``."""
+    backend = backend_for(out)
+    candidates = []
     if name.count("/") == 1:
-        job, run_name = name.split("/")
-        if run_name == "latest":
-            run_name = read_latest(root.child(job)) or run_name
-        run = root.child(job, run_name)
-        if run.info(MANIFEST).type == pafs.FileType.File:
-            return _read_object_run(run)
-    matches = [run for run in _object_run_dirs(results) if run.display.rsplit("/", 1)[-1].startswith(name)]
+        candidates.append((backend, *name.split("/")))
+    if not isinstance(out, str) and "/" in name:  # a run folder given as a path
+        folder = Path(name)
+        candidates.append((backend_for(folder.parent.parent), folder.parent.name, folder.name))
+    for where, job, run_name in candidates:
+        try:
+            return summarize(open_run(where, job, run_name))
+        except Damaged as problem:
+            return RunInfo(job=job, run_id=run_name, path=where.show(f"{job}/{run_name}"), status="damaged",
+                           problem=str(problem))
+        except BadInput:
+            if run_name == LATEST:
+                raise
+    matches = [run for run in list_runs(out) if run.run_id.startswith(name)]
     if not matches:
-        raise BadInput(f"no run {name!r} under {root.display} (see dreamctl runs --out {root.display})")
+        raise BadInput(f"no run {name!r} under {backend.show()} (see dreamctl runs --out {backend.show()})")
     if len(matches) > 1:
-        raise BadInput(f"run id {name!r} is ambiguous under {root.display}: "
-                       + ", ".join("/".join(run.display.rsplit("/", 2)[-2:]) for run in matches))
-    return _read_object_run(matches[0])
+        raise BadInput(f"run id {name!r} is ambiguous under {backend.show()}: "
+                       + ", ".join(f"{run.job}/{run.run_id}" for run in matches))
+    return matches[0]

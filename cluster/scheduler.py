@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import ray
@@ -20,7 +19,7 @@ from cluster.progress import JobProgress
 from cluster.store import RunStore
 from cluster.worker import compute_task, remote_worker_class
 from core.errors import BadInput, JobFailed
-from jobs.base import Phase, Shard, non_finite_columns
+from jobs.base import Phase, Shard, TrainedModel, non_finite_columns
 
 IN_FLIGHT_PER_WORKER = 2
 MAX_ATTEMPTS = 4  # per shard, on top of Ray's own task retries
@@ -63,7 +62,8 @@ def classify(ref: ray.ObjectRef, must_be_finite: tuple[str, ...]) -> Done | Work
 
 # ----- worker pools --------------------------------------------------------------------------
 class ActorPool:
-    """``n_actors`` CNNWorker actors, each with its own copy of the model; a shard goes to
+    """``n_actors`` CNNWorker actors, each with its own copy of the model (a model file's bytes,
+    or a trained model's weights); a shard goes to
     the actor with the fewest shards in flight, among those not lost.
 
     An actor that loses its process (or its node) is restarted by Ray, but only where a
@@ -72,9 +72,9 @@ class ActorPool:
     the other actors; the lost actor gets shards again once it answers a call (``watching``).
     """
 
-    def __init__(self, model_path: Path, n_actors: int, cpus_per_actor: float, gpus_per_actor: float, chunk_size: int,
-                 precision: str = "float32"):
-        self._model = [ray.put(Path(model_path).read_bytes())]  # nested: actors fetch it themselves
+    def __init__(self, model: bytes | TrainedModel, n_actors: int, cpus_per_actor: float, gpus_per_actor: float,
+                 chunk_size: int, precision: str = "float32"):
+        self._model = [ray.put(model)]  # nested: actors fetch it themselves
         worker_class = remote_worker_class(max_task_retries=0)
         self.actors = [
             worker_class.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(

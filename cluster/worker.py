@@ -18,15 +18,12 @@ tensorflow_environment()
 import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 
-from cluster.store import NODE_KEY  # noqa: E402
-from jobs.base import ModelSession  # noqa: E402
+from cluster.store import measured  # noqa: E402
+from jobs.base import ModelSession, TrainedModel  # noqa: E402
 
 
-def with_node_id(table: pa.Table) -> pa.Table:
-    """``table`` with the id of the Ray node computing it in its schema metadata
-    (``NODE_KEY``): the store records per shard which node ran it."""
-    node_id = ray.get_runtime_context().get_node_id().encode()
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), NODE_KEY: node_id})
+def node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
 
 
 class CNNWorker:
@@ -36,7 +33,7 @@ class CNNWorker:
     GPU Ray assigned, and CPU-only actors see no GPU at all. ``precision`` ("float32" or
     "tf32", see RayOptions) turns TensorFloat-32 matrix products off or on; TensorFlow's
     own default is on, which changes GPU results at ~1e-3. The model arrives with the
-    first shard as ``[ObjectRef of the model file's bytes]`` (nested, so only a reference
+    first shard as ``[ObjectRef of the model file's bytes or a TrainedModel]`` (nested, so only a reference
     travels) and is loaded once per actor process, again after a restart.
     """
 
@@ -59,9 +56,12 @@ class CNNWorker:
     def _load(self, model_ref: list) -> ModelSession:
         from cluster.model_file import load_model
 
+        source = ray.get(model_ref[0])
+        if isinstance(source, TrainedModel):
+            return ModelSession(source.build(), source.metadata, self.chunk_size)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "cnn.keras"
-            path.write_bytes(ray.get(model_ref[0]))
+            path.write_bytes(source)
             model, metadata = load_model(path)
         return ModelSession(model, metadata, self.chunk_size)
 
@@ -94,7 +94,7 @@ class CNNWorker:
     def compute(self, compute: Callable[[Any, Any], pa.Table], payload: Any, model_ref: list) -> pa.Table:
         if self.session is None:
             self.session = self._load(model_ref)
-        return with_node_id(compute(self.session, payload))
+        return measured(lambda: compute(self.session, payload), node_id())
 
 
 def remote_worker_class(max_task_retries: int = 3):
@@ -105,4 +105,4 @@ def remote_worker_class(max_task_retries: int = 3):
 @ray.remote(max_retries=3)
 def compute_task(compute: Callable[[Any, Any], pa.Table], shared: Any, payload: Any) -> pa.Table:
     """A model-free shard (e.g. one KMeans fit) on data shared through the object store."""
-    return with_node_id(compute(shared, payload))
+    return measured(lambda: compute(shared, payload), node_id())

@@ -10,33 +10,26 @@ in the precursor OIP (digit, probability, entropy in nats); the ``top_images`` s
 images; the coarse grid of the winning precursor start.
 
 Everything the job needs from the precursor run (best candidate per map) and from an oip
-run is read on the driver (:func:`read_precursor_run`, :func:`find_oip_run`) and travels in
-the shard payloads; only the test images travel with the job itself.
+run is read on the driver (cluster/report.py) and travels in the shard payloads; only the
+test images travel with the job itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.atlas import TOP_IMAGES, map_activations, ratio_to_data_max, read_images, strongest_images
 from core.defaults import LEARNING_RATE
 from core.errors import BadInput
 from core.params import check_params, param
 from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS, coarse_patterns
-from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard
-from jobs.files import follow_latest
+from jobs.base import IMAGE_TYPE, Artifact, CNNPhase, ModelSession, Shard
 from jobs.oip import best_per_map, start_images
-from jobs.precursor import best_candidates
 
-MANIFEST = "_manifest.json"
-SUCCESS = "_SUCCESS"
 COMPUTED = "computed"  # oip_source of a random-start OIP computed by this job
 
 METRICS_SCHEMA = pa.schema(
@@ -96,68 +89,22 @@ class MapInput:
 
 @dataclass(frozen=True)
 class PrecursorRun:
-    """A finished precursor run read from its folder."""
+    """What the atlas and the report need of a finished precursor run."""
 
-    run_dir: Path
     run_id: str
     params: dict
     model_hash: str | None
     data: dict
     best: object  # pandas DataFrame: best candidate per map (jobs.precursor.best_candidates)
 
-    @property
-    def results_dir(self) -> Path:
-        """The results folder that holds ``precursor/<run_id>``."""
-        return self.run_dir.parent.parent
 
-
-def read_manifest(run_dir: Path) -> dict:
-    """The ``_manifest.json`` of a run folder; BadInput when missing or unreadable."""
-    path = Path(run_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{run_dir} is not a dreamctl run folder (no {MANIFEST})") from None
-    except (OSError, ValueError) as error:
-        raise BadInput(f"{path}: cannot read it ({type(error).__name__}: {error})") from None
-
-
-def read_precursor_run(run_dir: Path) -> PrecursorRun:
-    """The manifest and best candidates of a finished precursor run folder."""
-    run_dir = follow_latest(Path(run_dir)).resolve()  # `latest` is a link (or a run-id file): name the run
-    manifest = read_manifest(run_dir)
-    if manifest.get("job") != "precursor":
-        raise BadInput(f"{run_dir} is a {manifest.get('job')!r} run; the report needs a precursor run")
-    if not (run_dir / SUCCESS).exists():
-        raise BadInput(f"{run_dir} is not finished (no {SUCCESS}); rerun its dreamctl precursor command to complete it")
-    oips = pq.read_table(run_dir / "oips")
-    return PrecursorRun(run_dir, manifest["run_id"], manifest["params"], manifest.get("model_hash"),
-                        manifest.get("data", {}), best_candidates(oips))
-
-
-def find_oip_run(results_dir: Path, model_hash: str | None, layer: str) -> tuple[str, dict[int, ReusedOip]] | None:
-    """The newest finished ``oip`` run of this model and layer under ``results_dir``:
-    (its run id, the best OIP per map it holds), or None."""
-    candidates = []
-    for run_dir in (Path(results_dir) / "oip").glob("*"):
-        if run_dir.is_symlink() or not (run_dir / SUCCESS).exists() or not (run_dir / MANIFEST).exists():
-            continue
-        manifest = json.loads((run_dir / MANIFEST).read_text())
-        params = manifest.get("params", {})
-        # random starts only: a warm-up run is another method (dreamctl experiment rescue)
-        if manifest.get("model_hash") == model_hash and params.get("layer") == layer and not params.get("warmup"):
-            candidates.append(((run_dir / SUCCESS).stat().st_mtime, run_dir, manifest))
-    if not candidates:
-        return None
-    _, run_dir, manifest = max(candidates, key=lambda item: (item[0], item[1].name))
-    params, run_id = manifest["params"], manifest["run_id"]
-    best = best_per_map(pq.read_table(run_dir / "oips"))
-    reused = {
+def reused_oips(oips: pa.Table, run_id: str, params: dict) -> dict[int, ReusedOip]:
+    """The best random-start OIP of every map of an ``oip`` run's table, to reuse."""
+    return {
         int(row.map): ReusedOip(float(row.loss), int(row.restart), int(params["restarts"]), int(params["epochs"]),
                                 f"oip/{run_id}", np.asarray(row.image, np.float32))
-        for row in best.itertuples()
+        for row in best_per_map(oips).itertuples()
     }
-    return run_id, reused
 
 
 def images_checksum(images: np.ndarray) -> str:
@@ -217,7 +164,7 @@ class AtlasJob:
     def phases(self) -> list:
         return [MetricsPhase(self)]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
         return []  # the report (jobs/report.py) goes into the precursor run's folder
 
 

@@ -4,17 +4,16 @@ A job is a frozen dataclass of parameters (declared with :func:`core.params.para
 when it is built) and a list of :class:`Phase` objects run in order. A phase yields
 :class:`Shard` descriptions (small, picklable) from the tables of the phases before it;
 ``compute`` runs on a worker and returns the shard's rows as a ``pyarrow.Table`` of the
-phase's schema. Nothing here knows about Ray or printing, and importing a job module loads
-no TensorFlow (``dreamctl --help`` stays fast).
+phase's schema. At the end the job turns the tables into :class:`Artifact` outputs (figures,
+summaries), which the run store writes: jobs never touch paths. Nothing here knows about Ray
+or printing, and importing a job module loads no TensorFlow (``dreamctl --help`` stays fast).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, fields, is_dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import TYPE_CHECKING, Any, Callable, Generator, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -41,6 +40,75 @@ class Shard:
     payload: Any
     n_rows: int
     n_items: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An output of a job besides its phases' parts: ``data`` is a file's bytes (a PNG, a
+    page) or a table (written as Parquet with the run's metadata); ``name`` is its file name
+    in the run folder."""
+
+    name: str
+    data: bytes | pa.Table
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A CNN trained by an experiment's training run (jobs/train.py), as any worker can rebuild
+    it: its weights (float32, ``core.model.build_cnn`` order), dense width, standardization
+    ({mean, std}) and the identity of its data set. ``hash`` names it in the run ids of the
+    runs that use it, as a model file's hash does."""
+
+    weights: bytes = field(repr=False)
+    dense_units: int
+    standardization: dict
+    data: dict
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.weights).hexdigest()[:16]
+
+    @property
+    def metadata(self) -> dict:
+        """As a model file's metadata (cluster/model_file.py): standardization and data id."""
+        return {"standardization": self.standardization, "data": self.data}
+
+    def build(self) -> keras.Model:
+        import numpy as np
+
+        from core.model import build_cnn
+
+        model = build_cnn(self.dense_units)
+        flat = np.frombuffer(self.weights, np.float32)
+        shapes = [tuple(w.shape) for w in model.weights]
+        sizes = [int(np.prod(shape)) for shape in shapes]
+        if sum(sizes) != flat.size:
+            raise ValueError(f"{flat.size} weights stored, build_cnn({self.dense_units}) has {sum(sizes)}")
+        model.set_weights([chunk.reshape(shape) for chunk, shape in zip(np.split(flat, np.cumsum(sizes)[:-1]), shapes)])
+        return model
+
+
+@dataclass(frozen=True)
+class Step:
+    """One run of an experiment: a job, and for a CNN job the trained model it runs on
+    (None: the ``--model`` file, or the default model)."""
+
+    job: Any
+    model: TrainedModel | None = None
+
+
+class Experiment(Protocol):
+    """A sequence of runs, each a normal run with its own run id (resumed like any other).
+    ``steps`` is a generator: it yields a :class:`Step`, receives the finished run's outcome
+    (``run_id``, ``run_dir``, ``tables``: phase -> table, ``records``: phase -> shard id ->
+    commit record) and yields the next step, which may depend on what came back."""
+
+    name: str
+    needs_data: bool
+
+    def with_data(self, dataset: Dataset) -> Experiment: ...
+
+    def steps(self) -> Generator[Step, Any, None]: ...
 
 
 class ModelSession:
@@ -83,6 +151,54 @@ class Phase(Protocol):
     def shared(self) -> Any: ...
 
 
+@dataclass(frozen=True)
+class SummaryPhase:
+    """The one comparison phase of the experiments: a single shard, computed where the runner
+    is when the phase is planned, from the tables before it (``inputs(tables)``, small) by
+    ``summarize(inputs) -> table of schema``."""
+
+    name: str
+    schema: pa.Schema
+    inputs: Callable[[dict[str, pa.Table]], Any]
+    summarize: Callable[[Any], pa.Table]
+    unit = "rows"
+    needs_model = False
+    must_be_finite: tuple[str, ...] = ()
+
+    def shared(self) -> None:
+        return None
+
+    def shards(self, tables: dict[str, pa.Table]) -> list[Shard]:
+        table = self.summarize(self.inputs(tables))
+        return [Shard("all", table, table.num_rows, table.num_rows)]
+
+    def compute(self, context: None, table: pa.Table, on_item: Callable[[str], Any] | None = None) -> pa.Table:
+        return table
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The last run of an experiment: its comparison of the runs before it. ``parameters``:
+    the experiment's, and the ids of the runs it compares (so its run id follows them);
+    ``figures(tables)``: its outputs."""
+
+    name: str
+    parameters: dict
+    summary_phases: tuple[SummaryPhase, ...]
+    figures: Callable[[dict[str, pa.Table]], list[Artifact]]
+    needs_model = False
+    needs_data = False
+
+    def params(self) -> dict:
+        return self.parameters
+
+    def phases(self) -> list:
+        return list(self.summary_phases)
+
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
+        return self.figures(tables)
+
+
 class CNNPhase:
     """Base of the phases that run on CNN actors: the actor holds the model, so there is no
     shared data to put in the object store."""
@@ -97,7 +213,9 @@ class Job(Protocol):
     """A job spec. ``needs_model``: its phases run on CNN actors (the model's data set is
     the job's). ``needs_data``: the runner loads the ``--data`` set and calls
     ``with_data(dataset)``, which returns the spec bound to it (checks that need the data
-    happen there)."""
+    happen there). ``outputs``: the figures and summaries made from the phases' tables;
+    ``locate(name)`` says where the output ``name`` will be (a path or a URI), for outputs
+    that refer to others."""
 
     name: str
     needs_model: bool
@@ -107,7 +225,18 @@ class Job(Protocol):
 
     def phases(self) -> list[Phase]: ...
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]: ...
+    def outputs(self, tables: dict[str, pa.Table], locate: Callable[[str], str]) -> list[Artifact]: ...
+
+
+WORK_KEY = b"dreamctl.shard"  # what a shard says of its work; the store moves it to the shard's commit record
+
+
+def with_work(table: pa.Table, **work: int | float) -> pa.Table:
+    """``table`` with numbers about the work behind it (e.g. ``image_steps``) that the run
+    store keeps in the shard's commit record (readers get them with the run's records)."""
+    import json
+
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), WORK_KEY: json.dumps(work).encode()})
 
 
 def non_finite_columns(table: pa.Table, columns: Sequence[str]) -> list[str]:
@@ -122,12 +251,6 @@ def non_finite_columns(table: pa.Table, columns: Sequence[str]) -> list[str]:
         if len(values) and not pc.all(pc.is_finite(values)).as_py():
             bad.append(name)
     return bad
-
-
-def run_id(job: str, params: dict, model_hash: str | None, data_identity: dict) -> str:
-    """Stable id of a run: a hash of the job, its parameters, the model and the data."""
-    key = json.dumps({"job": job, "params": params, "model": model_hash, "data": data_identity}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def spec_params(spec: Any, exclude: Sequence[str] = ()) -> dict:

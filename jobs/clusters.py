@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
+from functools import partial
 
 import pyarrow as pa
 
 from core.data import Dataset
 from core.experiment import auto_targets, best_accuracy, ratio, time_to_accuracy
 from core.params import check_params, param, parse_floats, parse_int_range
-from jobs.base import Shard
+from jobs.base import Artifact, SummaryPhase
 from jobs.kmeans import check_ks
 from jobs.mlp import REFERENCE, FeatureTraining, TrainPhase, n_clustered
 
@@ -61,9 +61,10 @@ class ClustersExperiment(FeatureTraining):
         return (None, *self.ks)
 
     def phases(self) -> list:
-        return [TrainPhase(self), ComparisonPhase(self)]
+        return [TrainPhase(self), SummaryPhase("comparison", COMPARISON_SCHEMA,
+                                               partial(comparison_inputs, targets=self.targets), lambda found: compare(*found))]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
         from jobs.figures import comparison_plot
 
         epochs = tables["epochs"].to_pandas()
@@ -71,7 +72,7 @@ class ClustersExperiment(FeatureTraining):
         data = self.dataset.name if self.dataset is not None else "data"
         title = (f"MLP {'-'.join(map(str, self.mlp.hidden))} on {data}: pixels vs cluster distances "
                  f"(K = {', '.join(map(str, self.ks))}), {self.mlp.epochs} epochs")
-        return [comparison_plot(epochs, comparison, store.path("comparison.png"), title)]
+        return [Artifact("comparison.png", comparison_plot(epochs, comparison, title, REFERENCE))]
 
 
 COMPARISON_SCHEMA = pa.schema(
@@ -153,30 +154,6 @@ COMPARISON_INPUT = ("config", "k", "n_inputs", "lambda2", "epoch", "train_acc", 
                     "cpu_seconds", "prep_cpu_seconds")
 
 
-@dataclass(frozen=True)
-class ComparisonPhase:
-    """One small task: the comparison table from the trainings' per-epoch rows."""
-
-    job: ClustersExperiment
-    name = "comparison"
-    unit = "rows"
-    schema = COMPARISON_SCHEMA
-    must_be_finite = ()  # nan = a target never reached
-    needs_model = False
-
-    def shared(self) -> None:
-        return None
-
-    def shards(self, tables) -> list[Shard]:
-        epochs = tables["epochs"].select(list(COMPARISON_INPUT)).to_pandas()
-        targets = self.job.targets
-        if targets is None:
-            targets = default_targets(epochs)
-        n_rows = len(self.job.configs) * len(targets)
-        return [Shard(shard_id="all", payload=(epochs, tuple(targets)), n_rows=n_rows, n_items=n_rows)]
-
-    def compute(self, context: None, payload) -> pa.Table:
-        epochs, targets = payload
-        return compare(epochs, targets)
-
-
+def comparison_inputs(tables: dict[str, pa.Table], targets: tuple[float, ...] | None):
+    """(per-epoch rows of every configuration as a DataFrame, the targets) for :func:`compare`."""
+    return tables["epochs"].select(list(COMPARISON_INPUT)).to_pandas(), targets

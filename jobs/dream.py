@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -43,12 +44,15 @@ from core.dream import (
 from core.errors import BadParameter
 from core.model import CONV_LAYERS, IMAGE_SIZE
 from core.params import check_params, param
-from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
+from jobs.base import IMAGE_TYPE, Artifact, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
 
 DEFAULT_IMAGE = "flower.jpg"  # scikit-learn's bundled sample photo
 MAX_PANEL_ROWS = 16  # six-panel rows are drawn for at most this many dreams
 THUMBNAIL = 140  # contact-sheet thumbnails, px
 SUMMARY = "summary.parquet"
+
+if TYPE_CHECKING:
+    from jobs.figures import Panel
 
 DREAM_SCHEMA = pa.schema(
     [
@@ -201,8 +205,8 @@ class DreamJob:
     def phases(self) -> list:
         return [DreamPhase(self)]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
-        return write_dream_outputs(self, tables["dreams"], store)
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
+        return dream_outputs(self, tables["dreams"], locate)
 
 
 def dreams_per_shard(n_dreams: int, maps_per_shard: int) -> int:
@@ -302,43 +306,45 @@ def describe(job: DreamJob) -> str:
     return f"{job.image_name}: {how}"
 
 
-def write_dream_outputs(job: DreamJob, table: pa.Table, store) -> list[Path]:
-    """PNGs of every dream (and panels / a contact sheet), then ``summary.parquet``.
-    Returns the panel and contact-sheet paths, the summary, then the dream PNGs."""
-    from jobs.figures import Panel, image_sheet, save_gray_png
+def dream_outputs(job: DreamJob, table: pa.Table, locate: Callable[[str], str]) -> list[Artifact]:
+    """PNGs of every dream (and panels / a contact sheet), then ``summary.parquet``, which
+    names where each PNG is (``locate``). In that order: panels and sheet, the summary,
+    then the dream PNGs."""
+    from jobs.figures import Panel, gray_png, image_sheet
+
     rows = table.drop_columns(["dream", "view_first", "view_last"]).to_pylist()  # the small columns
     height, width = np.shape(job.pixels)
     dreams = dream_images(table, "dream", height, width)  # (N, H, W)
     firsts, lasts = dream_images(table, "view_first", 28, 28), dream_images(table, "view_last", 28, 28)
-    dream_paths, panel_paths = [], []
+    dream_pngs, panel_pngs, figures = [], [], []
     for index, row in enumerate(rows):
         stem = dream_stem(row["map"])
-        dream_paths.append(save_gray_png(dreams[index], store.path(f"dream-{stem}.png")))
-        panel_path = None
+        dream_pngs.append(Artifact(f"dream-{stem}.png", gray_png(dreams[index])))
+        panel_pngs.append(None)
         if len(rows) <= MAX_PANEL_ROWS:
             panels = dream_panels(job, dreams[index], firsts[index], lasts[index], len(row["losses"]))
-            panel_path = image_sheet(panels, store.path(f"panels-{stem}.png"), columns=6, inches=2.4,
-                                     suptitle=f"{row['objective']} — {describe(job)}", title_size=8)
-        panel_paths.append(panel_path)
-    sheet_path = None
+            panel_pngs[-1] = Artifact(f"panels-{stem}.png", image_sheet(
+                panels, columns=6, inches=2.4, suptitle=f"{row['objective']} — {describe(job)}", title_size=8))
+            figures.append(panel_pngs[-1])
+    sheet = None
     if len(rows) > 1:
         thumbnails = resize(dreams, min(THUMBNAIL, height), min(THUMBNAIL, width))
         panels = [Panel(thumb, f"{row['map']}: {row['loss_final']:.3g}" + ("" if row["alive"] else " dead"), vmin=0.0, vmax=1.0)
                   for thumb, row in zip(thumbnails, rows)]
-        sheet_path = image_sheet(panels, store.path("contact-sheet.png"), columns=16,
-                                 suptitle=f"dreams of {job.layer} maps (title: map: loss of the 28×28 dream) — {describe(job)}")
-    summary = write_summary(job, rows, dream_paths, panel_paths, sheet_path, store)
-    figures = [path for path in panel_paths if path is not None] + ([sheet_path] if sheet_path is not None else [])
-    return figures + [summary] + dream_paths
+        sheet = Artifact("contact-sheet.png", image_sheet(
+            panels, columns=16, suptitle=f"dreams of {job.layer} maps (title: map: loss of the 28×28 dream) — {describe(job)}"))
+        figures.append(sheet)
+    summary = dream_summary(job, rows, [locate(a.name) for a in dream_pngs],
+                            [locate(a.name) if a else None for a in panel_pngs], locate(sheet.name) if sheet else None)
+    return figures + [Artifact(SUMMARY, summary)] + dream_pngs
 
 
-def write_summary(job: DreamJob, rows: list[dict], dream_paths, panel_paths, sheet_path, store) -> Path:
-    """``summary.parquet`` in the run folder (written by the store, with the run's metadata):
-    one row per dream with its parameters, losses and the absolute paths of its PNGs."""
+def dream_summary(job: DreamJob, rows: list[dict], dream_pngs: list[str], panels_pngs: list[str | None],
+                  sheet_png: str | None) -> pa.Table:
+    """``summary.parquet``: one row per dream with its parameters, losses and where its PNGs are."""
     params = job.params()
     n_rows = len(rows)
     columns = {
-        "run_id": [store.run_id] * n_rows,
         "map": pa.array([row["map"] for row in rows], pa.int32()),
         "objective": [row["objective"] for row in rows],
         "image": [job.image_name] * n_rows,
@@ -357,8 +363,8 @@ def write_summary(job: DreamJob, rows: list[dict], dream_paths, panel_paths, she
         "loss_final": pa.array([row["loss_final"] for row in rows], pa.float32()),
         "alive": pa.array([row["alive"] for row in rows], pa.bool_()),
         "seconds": pa.array([row["seconds"] for row in rows], pa.float32()),
-        "dream_png": [str(Path(path).resolve()) for path in dream_paths],
-        "panels_png": [str(Path(path).resolve()) if path is not None else None for path in panel_paths],
-        "contact_sheet_png": [str(Path(sheet_path).resolve()) if sheet_path is not None else None] * n_rows,
+        "dream_png": dream_pngs,
+        "panels_png": panels_pngs,
+        "contact_sheet_png": [sheet_png] * n_rows,
     }
-    return store.write_table(SUMMARY, pa.table(columns))
+    return pa.table(columns)

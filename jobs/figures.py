@@ -1,12 +1,12 @@
-"""Figures written next to the Parquet results (matplotlib, no display needed): OIP grids,
-dream panels and contact sheets, the KMeans sweep's elbow and silhouette, MLP curves and the
-clusters experiment's comparison."""
+"""Figures of the jobs as PNG bytes (matplotlib, no display needed): OIP grids, dream panels
+and contact sheets, the KMeans sweep's elbow and silhouette, MLP curves and the clusters
+experiment's comparison. The run store writes them next to the Parquet results."""
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import matplotlib
@@ -15,35 +15,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jobs.files import atomic_path  # noqa: E402
-from jobs.mlp import REFERENCE  # noqa: E402
-
-
-def contrast_enhanced(image: np.ndarray) -> np.ndarray:
-    """(x − mean) / std · 0.1 + 0.5, clipped to [0, 1] (algorithms.md §2)."""
-    std = image.std()
-    return np.clip((image - image.mean()) / (std if std > 0 else 1.0) * 0.1 + 0.5, 0.0, 1.0)
-
 
 def value_width_adjusted(image: np.ndarray, width: float) -> np.ndarray:
     """(x − mean) / std · width + 0.5, clipped to [0, 1]: ±0.5/width standard deviations
-    span black to white (``contrast_enhanced`` is width 0.1)."""
+    span black to white (width 0.1 is algorithms.md §2's contrast enhancement)."""
     std = image.std()
     return np.clip((image - image.mean()) / (std if std > 0 else 1.0) * width + 0.5, 0.0, 1.0)
 
 
-def save_figure(figure, path: Path) -> Path:
-    """Save atomically as PNG and close the figure."""
+def png(figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
     try:
-        with atomic_path(path) as temporary:
-            figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(figure)
-    return path
+    return buffer.getvalue()
 
 
-def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: Path, cmap: str = "viridis",
-               columns: int = 16, suptitle: str | None = None) -> Path:
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], cmap: str = "viridis",
+               columns: int = 16, suptitle: str | None = None) -> bytes:
     """A grid of 28×28 images (each with its own colour scale) with a small title each."""
     n_images = len(images)
     columns = max(1, min(columns, n_images))
@@ -56,7 +47,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: Path, 
             axis.set_title(titles[index], fontsize=6)
     if suptitle:
         figure.suptitle(suptitle, fontsize=9)
-    return save_figure(figure, path)
+    return png(figure)
 
 
 @dataclass(frozen=True)
@@ -71,8 +62,8 @@ class Panel:
     vmax: float | None = None
 
 
-def image_sheet(panels: Sequence[Panel], path: Path, columns: int = 16, inches: float = 1.3,
-                suptitle: str | None = None, title_size: int = 6) -> Path:
+def image_sheet(panels: Sequence[Panel], columns: int = 16, inches: float = 1.3,
+                suptitle: str | None = None, title_size: int = 6) -> bytes:
     """A grid of images of any size (a row of panels, a contact sheet), ``inches`` wide each."""
     n_panels = len(panels)
     columns = max(1, min(columns, n_panels))
@@ -93,21 +84,25 @@ def image_sheet(panels: Sequence[Panel], path: Path, columns: int = 16, inches: 
             axis.set_title(panel.title, fontsize=title_size)
     if suptitle:
         figure.suptitle(suptitle, fontsize=9, y=1 - 0.08 / height, va="top")
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def save_gray_png(pixels: np.ndarray, path: Path) -> Path:
-    """Gray pixels (H, W) in [0, 1] (clipped) as an 8-bit PNG of exactly H×W, written atomically."""
+def pixels_png(pixels: np.ndarray) -> bytes:
+    """uint8 pixels (H, W) or (H, W, 3) as a PNG of exactly H×W."""
     from PIL import Image
 
-    values = np.round(np.clip(np.asarray(pixels, np.float64), 0.0, 1.0) * 255).astype(np.uint8)
-    with atomic_path(path) as temporary:
-        Image.fromarray(values).save(temporary, format="PNG")  # uint8 (H, W): mode "L"
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def gray_png(pixels: np.ndarray) -> bytes:
+    """Gray pixels (H, W) in [0, 1] (clipped) as an 8-bit PNG of exactly H×W."""
+    return pixels_png(np.round(np.clip(np.asarray(pixels, np.float64), 0.0, 1.0) * 255).astype(np.uint8))
 
 
 # ----- KMeans sweep and MLP runs -------------------------------------------------------------
-def elbow_plot(frame, path: Path, title: str) -> Path:
+def elbow_plot(frame, title: str) -> bytes:
     """Inertia vs K (look for the elbow) and fit seconds vs K, side by side."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     left.plot(frame["k"], frame["inertia"], "o-")
@@ -123,10 +118,10 @@ def elbow_plot(frame, path: Path, title: str) -> Path:
     for axis in (left, right):
         axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def silhouette_plot(frame, path: Path, title: str) -> Path:
+def silhouette_plot(frame, title: str) -> bytes:
     """Mean silhouette coefficient vs K, error bars = std over the samples."""
     figure, axis = plt.subplots(figsize=(7, 4.2))
     measured = frame[frame["silhouette_repeats"] > 0]
@@ -143,10 +138,10 @@ def silhouette_plot(frame, path: Path, title: str) -> Path:
     axis.set_title(f"silhouette vs K ({how})", fontsize=9)
     axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def training_curves(frame, path: Path, title: str) -> Path:
+def training_curves(frame, title: str) -> bytes:
     """Loss (with its L2 share), train/test accuracy, and CPU seconds per weight layer, vs epoch."""
     frame = frame.sort_values("epoch")
     figure, (cost, accuracy, cpu) = plt.subplots(1, 3, figsize=(17, 4.5), layout="constrained")
@@ -182,19 +177,19 @@ def training_curves(frame, path: Path, title: str) -> Path:
     for axis in (cost, accuracy, cpu):
         axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def comparison_plot(epochs, comparison, path: Path, title: str) -> Path:
+def comparison_plot(epochs, comparison, title: str, reference: str) -> bytes:
     """Test accuracy vs epoch and vs CPU seconds for every configuration (targets dotted),
-    and the CPU speedup to reach each target relative to the reference."""
+    and the CPU speedup to reach each target relative to the configuration ``reference``."""
     figure, (by_epoch, by_cpu, speed) = plt.subplots(1, 3, figsize=(17, 4.6), layout="constrained")
     targets = sorted(comparison["target"].unique())
-    names = [REFERENCE] + sorted(n for n in epochs["config"].unique() if n != REFERENCE)
+    names = [reference] + sorted(n for n in epochs["config"].unique() if n != reference)
     top = max(targets)
     for name in names:
         run = epochs[epochs["config"] == name].sort_values("epoch")
-        label = "reference (784 pixels)" if name == REFERENCE else f"K = {int(run['k'].iloc[0])}"
+        label = "reference (784 pixels)" if name == reference else f"K = {int(run['k'].iloc[0])}"
         evaluated = run.dropna(subset=["test_acc"])
         cpu = run["cpu_seconds"].cumsum()[evaluated.index]
         by_epoch.plot(evaluated["epoch"], evaluated["test_acc"], label=label, lw=1)
@@ -214,7 +209,7 @@ def comparison_plot(epochs, comparison, path: Path, title: str) -> Path:
     by_cpu.set_xscale("log")
     by_cpu.set_xlabel("cumulative training CPU seconds")
     by_cpu.set_title("test accuracy vs CPU time")
-    clustered = [n for n in names if n != REFERENCE]
+    clustered = [n for n in names if n != reference]
     width = 0.8 / max(1, len(targets))
     for i, target in enumerate(targets):
         rows = comparison[comparison["target"] == target].set_index("config")
@@ -232,4 +227,4 @@ def comparison_plot(epochs, comparison, path: Path, title: str) -> Path:
     speed.legend(fontsize=8)
     speed.grid(alpha=0.3, axis="y")
     figure.suptitle(title, fontsize=9)
-    return save_figure(figure, path)
+    return png(figure)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +17,7 @@ from core.data import Dataset
 from core.errors import BadParameter
 from core.kmeans import KMeansSettings, fit_kmeans, pixel_matrix, scale_param, silhouette
 from core.params import check_params, param, parse_int_range, same_as
-from jobs.base import DataBound, Shard
+from jobs.base import Artifact, DataBound, Shard
 
 SWEEP_SCHEMA = pa.schema(
     [
@@ -112,13 +111,12 @@ class KMeansSweep(DataBound):
     def phases(self) -> list:
         return [SweepPhase(self)]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
         from jobs.figures import elbow_plot, silhouette_plot
 
         frame = tables["sweep"].to_pandas().sort_values("k")
         title = self.describe(frame)
-        return [elbow_plot(frame, store.path("elbow.png"), title),
-                silhouette_plot(frame, store.path("silhouette.png"), title)]
+        return [Artifact("elbow.png", elbow_plot(frame, title)), Artifact("silhouette.png", silhouette_plot(frame, title))]
 
     def describe(self, frame) -> str:
         name = self.dataset.name if self.dataset is not None else "data"

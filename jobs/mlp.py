@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -27,7 +26,7 @@ from core.data import Dataset
 from core.kmeans import FAST, KMeansSettings, cluster_distance_features, pixel_matrix, scale_param, scaled_lambda2
 from core.mlp import MLP, MLPConfig, standardize
 from core.params import check_params, param, parse_ints, same_as
-from jobs.base import DataBound, Shard
+from jobs.base import Artifact, DataBound, Shard
 from jobs.kmeans import check_ks
 
 FIT_ON = ("all", "train")  # what KMeans clusters: train + test images (the seed) or train only
@@ -269,11 +268,11 @@ class MLPTrainJob(FeatureTraining):
     def phases(self) -> list:
         return [TrainPhase(self)]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
         from jobs.figures import training_curves
 
         frame = tables["epochs"].to_pandas()
-        return [training_curves(frame, store.path("curves.png"), self.title(frame))]
+        return [Artifact("curves.png", training_curves(frame, self.title(frame)))]
 
     def title(self, frame) -> str:
         row = frame.iloc[0]

@@ -16,7 +16,6 @@ digits it woke every such map, as good as the precursor at a fraction of its com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,13 +24,14 @@ from core.defaults import WARMUP_KINDS
 from core.errors import BadParameter
 from core.params import check_params, param, parse_floats, parse_ints
 from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS, random_multiscale_images
-from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
+from jobs.base import IMAGE_TYPE, Artifact, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
 
 OIP_SCHEMA = pa.schema(
     [
         ("layer", pa.string()),
         ("map", pa.int32()),
         ("restart", pa.int32()),
+        ("start_loss", pa.float32()),  # the objective of the start image (0 and no warm-up: frozen, never computed)
         ("loss", pa.float32()),
         ("alive", pa.bool_()),
         ("image", IMAGE_TYPE),
@@ -84,9 +84,6 @@ class OipJob:
         if len(self.scale_grids) != len(self.scale_amplitudes):
             raise BadParameter("scale_amplitudes", f"give one per scale grid ({len(self.scale_grids)})")
 
-    def params(self) -> dict:
-        return spec_params(self)
-
     @property
     def rescues(self) -> bool:
         """True when maps left dead get the warm-up rescue (phase ``rescued``)."""
@@ -99,15 +96,14 @@ class OipJob:
     def phases(self) -> list:
         return [OipPhase(self), RescuePhase(self)] if self.rescues else [OipPhase(self)]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
         from jobs.figures import image_grid
 
         best = best_per_map(tables["oips"], tables.get("rescued"))
         titles = [f"{m}: {loss:.3g}" + (" dead" if not alive else " rescued" if rescued else "") for m, loss, alive, rescued
                   in zip(best["map"], best["loss"], best["alive"], best["rescued"])]
-        path = image_grid(list(best["image"]), titles, store.path("oips.png"),
-                          suptitle=f"OIPs of {self.layer} ({self.epochs} epochs, best of {self.restarts} restarts)")
-        return [path]
+        return [Artifact("oips.png", image_grid(list(best["image"]), titles, suptitle=(
+            f"OIPs of {self.layer} ({self.epochs} epochs, best of {self.restarts} restarts)")))]
 
 
 def best_per_map(oips: pa.Table, rescued: pa.Table | None = None):
@@ -158,12 +154,13 @@ class OipPhase(CNNPhase):
         )
         map_ids = np.repeat(np.asarray(map_block), job.restarts)
         result = session.ascent([job.layer]).run_maps(images, job.layer, map_ids, job.epochs, job.learning_rate,
-                                                      warmup=warmup, warmup_kind=warmup_kind)
+                                                      record_epochs=(0, job.epochs), warmup=warmup, warmup_kind=warmup_kind)
         return pa.table(
             {
                 "layer": [job.layer] * len(map_ids),
                 "map": map_ids.astype(np.int32),
                 "restart": np.tile(np.arange(job.restarts, dtype=np.int32), len(map_block)),
+                "start_loss": result.history[0],
                 "loss": result.losses,
                 "alive": result.losses > 0,
                 "image": pa.FixedSizeListArray.from_arrays(result.images.reshape(-1), 28 * 28),
@@ -183,3 +180,25 @@ class RescuePhase(OipPhase):
 
     def compute(self, session: ModelSession, map_block: tuple[int, ...]) -> pa.Table:
         return self.ascend(session, map_block, min(self.job.rescue_warmup, self.job.epochs), self.job.rescue)
+
+
+def per_map(oips: pa.Table, records: dict[str, dict], epochs: int, warmup: int):
+    """pandas DataFrame, one row per map of an ``oips`` table: the best final ``loss``, the
+    ``image_steps`` computed (a start runs ``epochs`` steps unless it is frozen: loss 0 at
+    its start and no warm-up), and the ``cpu_seconds`` and wall ``seconds`` of the phase's
+    shards (``records``: their commit records), spread over the maps by image-steps."""
+    frame = oips.select(["map", "loss", "start_loss"]).to_pandas()
+    moving = (frame["start_loss"].fillna(1.0) != 0) | (warmup > 0)  # no start_loss (older runs): counted
+    frame["image_steps"] = np.where(moving, epochs, 0)
+    found = frame.groupby("map").agg(loss=("loss", "max"), image_steps=("image_steps", "sum")).reset_index()
+    return spread_work(found, records)
+
+
+def spread_work(frame, records: dict[str, dict]):
+    """``frame`` (a DataFrame with ``image_steps``) with the CPU and wall seconds of the shards
+    whose commit records are ``records`` spread over its rows by their image-steps."""
+    steps = frame["image_steps"]
+    share = steps / steps.sum() if steps.sum() else steps * 0.0
+    for column in ("cpu_seconds", "seconds"):
+        frame[column] = share * sum(record.get(column) or 0.0 for record in records.values())
+    return frame

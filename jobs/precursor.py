@@ -16,7 +16,6 @@ the full epochs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +27,7 @@ from core.defaults import ADAPTIVE_LEADERS, ADAPTIVE_MARGIN, ADAPTIVE_SAMPLE
 from core.defaults import PRUNE_SCHEDULE as DEFAULT_PRUNE_SCHEDULE
 from core.params import check_params, param, parse_floats
 from core.patterns import check_pattern_space, coarse_patterns, precursor_images
-from jobs.base import IMAGE_TYPE, CNNPhase, ModelSession, Shard, check_maps, layer_param, learning_rate_param, maps_param, spec_params
+from jobs.base import IMAGE_TYPE, Artifact, CNNPhase, ModelSession, Shard, with_work, check_maps, layer_param, learning_rate_param, maps_param, spec_params
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -169,17 +168,15 @@ class PrecursorJob:
     def phases(self) -> list:
         return [ScoresPhase(self), OipsPhase(self)]
 
-    def write_outputs(self, tables: dict[str, pa.Table], store) -> list[Path]:
+    def outputs(self, tables: dict[str, pa.Table], locate) -> list[Artifact]:
         from jobs.figures import image_grid
 
         best = best_candidates(tables["oips"])
         titles = [f"{m}: {loss:.3g}" + ("" if alive else " dead")
                   for m, loss, alive in zip(best["map"], best["loss"], best["alive"])]
-        path = image_grid(
-            list(best["image"]), titles, store.path("oips.png"),
-            suptitle=f"precursor OIPs of {self.layer} (best of top {self.top}, {self.full_epochs} epochs)",
-        )
-        return [path]
+        return [Artifact("oips.png", image_grid(
+            list(best["image"]), titles,
+            suptitle=f"precursor OIPs of {self.layer} (best of top {self.top}, {self.full_epochs} epochs)"))]
 
     def describe_pattern(self, pattern: int) -> str:
         """The coarse grid of a pattern index as text, rows separated by '/'."""
@@ -263,11 +260,12 @@ class ScoresPhase(CNNPhase):
         else:
             result = ascent.run_pruned(images, job.layer, map_ids, job.test_epochs, job.prune, job.learning_rate,
                                        slice_map=True)
-        return pa.table(
+        table = pa.table(
             {"layer": [job.layer] * len(patterns), "map": map_ids.astype(np.int32), "pattern": patterns,
              "loss": result.losses, "steps": result.epochs_reached.astype(np.int32)},
             schema=SCORES_SCHEMA,
         )
+        return with_work(table, map=int(map_id), image_steps=int(result.image_steps))
 
 
 @dataclass(frozen=True)
@@ -313,3 +311,24 @@ class OipsPhase(CNNPhase):
             },
             schema=OIPS_SCHEMA,
         )
+
+
+def per_map(tables: dict[str, pa.Table], records: dict[str, dict[str, dict]], full_epochs: int):
+    """pandas DataFrame, one row per map of a precursor run: the best phase-2 ``loss``, the
+    ``image_steps`` computed (phase 1: what each shard reported; phase 2: ``full_epochs``
+    for every candidate with a phase-1 score above 0, a frozen one is never computed) and
+    the ``cpu_seconds`` and wall ``seconds`` (phase 1 per map, phase 2 spread by image-steps)."""
+    import pandas as pd
+
+    from jobs.oip import spread_work
+
+    scores = pd.DataFrame([{"map": record["map"], "image_steps": record["image_steps"],
+                            "cpu_seconds": record.get("cpu_seconds") or 0.0, "seconds": record.get("seconds") or 0.0}
+                           for record in records["scores"].values()]).groupby("map").sum()
+    oips = tables["oips"].select(["map", "score", "loss"]).to_pandas()
+    oips["image_steps"] = np.where(oips["score"] != 0, full_epochs, 0)
+    found = spread_work(oips.groupby("map").agg(loss=("loss", "max"), image_steps=("image_steps", "sum")).reset_index(),
+                        records["oips"])
+    for column in ("image_steps", "cpu_seconds", "seconds"):
+        found[column] += scores[column].reindex(found["map"]).to_numpy()
+    return found

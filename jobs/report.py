@@ -1,38 +1,48 @@
-"""The map atlas as one static HTML page: ``<precursor run>/report/index.html``.
+"""The map atlas as one static HTML page, rendered from what the report operation gathered
+(cluster/report.py): this module only renders, and returns the page and its PNGs as bytes.
 
 One card per map: the precursor OIP, the random-start OIP, the test images that drive the
 map hardest, the dream of the map (when a ``dream --maps`` run of the same model exists) and
 the metrics of jobs/atlas.py. The cards sort by map, loss, ratio to the data maximum or
 entropy, and a filter shows only the maps random starts leave dead (small inline script,
 no network). Below them: the KMeans, MLP and clusters figures and tables of the same data
-set, when those runs exist in the same results folder. Every image is a small PNG next to
-``index.html``; the page opens from a file.
+set, when those runs exist. Every image is a small PNG next to ``index.html``; the page opens
+from a file.
 """
 
 from __future__ import annotations
 
 import html
-import json
+import io
 import math
-import os
-import shutil
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from jobs.atlas import MANIFEST, SUCCESS, PrecursorRun
+from jobs.atlas import PrecursorRun
+from jobs.figures import pixels_png
 
 REPORT_DIR = "report"
 DREAM_THUMBNAIL = 140  # px, side of the dream image in a card
 SORT_KEYS = {"map": "map", "loss": "precursor loss", "ratio": "ratio to data max", "entropy": "entropy (nats)"}
-EXTRA_JOBS = {  # job folder -> figures it writes
-    "kmeans": ("elbow.png", "silhouette.png"),
-    "mlp": ("curves.png",),
-    "clusters": ("comparison.png",),
+EXTRA_JOBS = {  # job -> (the phase its table comes from, the figures it writes)
+    "kmeans": ("sweep", ("elbow.png", "silhouette.png")),
+    "mlp": ("epochs", ("curves.png",)),
+    "clusters": ("comparison", ("comparison.png",)),
 }
+
+
+@dataclass(frozen=True)
+class ExtraRun:
+    """A finished KMeans, MLP or clusters run of the same data set: its figures (name -> PNG
+    bytes) and the table of its phase ``EXTRA_JOBS[job][0]``."""
+
+    job: str
+    run_id: str
+    figures: dict[str, bytes]
+    table: pa.Table
 
 
 def esc(value) -> str:
@@ -44,78 +54,25 @@ def number(value: float, digits: int = 4) -> str:
 
 
 # ----- PNGs ---------------------------------------------------------------------------------
-def _save_png(pixels: np.ndarray, path: Path) -> str:
-    """uint8 (H, W) or (H, W, 3) as a PNG, written atomically; returns the file name."""
-    from PIL import Image
-
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(pixels).save(temporary, optimize=True)
-    os.replace(temporary, path)
-    return path.name
-
-
-def viridis_png(image: np.ndarray, path: Path) -> str:
+def viridis_png(image: np.ndarray) -> bytes:
     """A 28×28 pattern in viridis, scaled to its own min / max (as the oips.png figures)."""
     from matplotlib import colormaps
 
     image = np.asarray(image, np.float64).reshape(28, 28)
     span = image.max() - image.min()
     scaled = (image - image.min()) / span if span > 0 else np.zeros_like(image)
-    return _save_png((colormaps["viridis"](scaled)[..., :3] * 255).round().astype(np.uint8), path)
+    return pixels_png((colormaps["viridis"](scaled)[..., :3] * 255).round().astype(np.uint8))
 
 
-def dream_thumbnail(source: Path, path: Path) -> str:
+def dream_thumbnail(dream_png: bytes) -> bytes:
     from PIL import Image
 
-    with Image.open(source) as opened:
+    with Image.open(io.BytesIO(dream_png)) as opened:
         thumbnail = opened.convert("L").resize((DREAM_THUMBNAIL, DREAM_THUMBNAIL), Image.Resampling.BICUBIC)
-    return _save_png(np.asarray(thumbnail), path)
+    return pixels_png(np.asarray(thumbnail))
 
 
-# ----- other runs of the same results folder ------------------------------------------------
-def _finished_runs(results_dir: Path, job: str):
-    """(run dir, manifest) of every finished run of ``job``, newest first."""
-    runs = []
-    for run_dir in (results_dir / job).glob("*"):
-        if run_dir.is_symlink() or not (run_dir / SUCCESS).exists() or not (run_dir / MANIFEST).exists():
-            continue
-        try:
-            manifest = json.loads((run_dir / MANIFEST).read_text())
-        except (OSError, ValueError):
-            continue
-        runs.append(((run_dir / SUCCESS).stat().st_mtime, run_dir, manifest))
-    return [(run_dir, manifest) for _, run_dir, manifest in sorted(runs, key=lambda item: item[0], reverse=True)]
-
-
-def find_dreams(results_dir: Path, model_hash: str | None, layer: str) -> dict[int, Path]:
-    """map -> dream PNG (``dream-mapNNNN.png``) from the newest ``dream --maps`` run of this
-    model and layer that has the map."""
-    found: dict[int, Path] = {}
-    for run_dir, manifest in _finished_runs(results_dir, "dream"):
-        params = manifest.get("params", {})
-        if manifest.get("model_hash") != model_hash or params.get("layer") != layer or params.get("objective"):
-            continue
-        for map_id in params.get("maps", []):
-            path = run_dir / f"dream-map{int(map_id):04d}.png"
-            if int(map_id) not in found and path.exists():
-                found[int(map_id)] = path
-    return found
-
-
-def find_extra_run(results_dir: Path, job: str, data_checksum: str | None) -> tuple[Path, dict] | None:
-    """``<results>/<job>/latest`` when it is finished and ran on the same data set."""
-    latest = results_dir / job / "latest"
-    if not latest.exists() or not (latest / SUCCESS).exists():
-        return None
-    try:
-        manifest = json.loads((latest / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if manifest.get("data", {}).get("checksum") != data_checksum:
-        return None
-    return latest.resolve(), manifest
-
-
+# ----- other runs of the same data set ----------------------------------------------------------
 def html_table(frame, columns: dict[str, str], digits: int = 4) -> str:
     """A pandas DataFrame as an escaped HTML table; ``columns``: column -> heading."""
     head = "".join(f"<th>{esc(title)}</th>" for title in columns.values())
@@ -129,36 +86,27 @@ def html_table(frame, columns: dict[str, str], digits: int = 4) -> str:
     return f"<table class=\"data\"><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def extra_sections(results_dir: Path, data_checksum: str | None, report_dir: Path) -> list[str]:
-    """HTML sections for the KMeans sweep, the MLP run and the clusters experiment."""
-    sections = []
-    for job, figures in EXTRA_JOBS.items():
-        found = find_extra_run(results_dir, job, data_checksum)
-        if found is None:
-            continue
-        run_dir, manifest = found
-        images = []
-        for figure in figures:
-            if (run_dir / figure).exists():
-                shutil.copyfile(run_dir / figure, report_dir / f"{job}-{figure}")
-                images.append(f"<img class=\"figure\" src=\"{esc(f'{job}-{figure}')}\" alt=\"{esc(f'{job} {figure}')}\">")
-        table = ""
-        if job == "kmeans" and (run_dir / "sweep").exists():
-            frame = pq.read_table(run_dir / "sweep").to_pandas().sort_values("k")
-            table = html_table(frame, {"k": "K", "inertia": "inertia", "silhouette_mean": "silhouette",
-                                       "fit_seconds": "fit s", "n_samples": "points"})
-        elif job == "mlp" and (run_dir / "epochs").exists():
-            frame = pq.read_table(run_dir / "epochs").to_pandas().sort_values("epoch").dropna(subset=["test_acc"])
-            table = html_table(frame.tail(1), {"epoch": "last epoch", "train_acc": "train accuracy",
-                                               "test_acc": "test accuracy", "n_inputs": "inputs"})
-        elif job == "clusters" and (run_dir / "comparison").exists():
-            frame = pq.read_table(run_dir / "comparison").to_pandas()
-            table = html_table(frame, {"config": "config", "target": "target", "epoch_first": "first epoch",
-                                       "cpu_seconds_first": "CPU s", "speedup_cpu_first": "speed-up",
-                                       "best_test_acc": "best test"})
-        sections.append(f"<section class=\"extra\" id=\"{esc(job)}\"><h2>{esc(job)} — run {esc(manifest['run_id'])}</h2>"
-                        f"{''.join(images)}{table}</section>")
-    return sections
+def extra_section(extra: ExtraRun, files: dict[str, bytes]) -> str:
+    """The HTML section of a KMeans sweep, an MLP run or a clusters experiment; its figures
+    go into ``files``."""
+    images = []
+    for figure, data in extra.figures.items():
+        files[f"{extra.job}-{figure}"] = data
+        images.append(f"<img class=\"figure\" src=\"{esc(f'{extra.job}-{figure}')}\" alt=\"{esc(f'{extra.job} {figure}')}\">")
+    frame = extra.table.to_pandas()
+    if extra.job == "kmeans":
+        table = html_table(frame.sort_values("k"), {"k": "K", "inertia": "inertia", "silhouette_mean": "silhouette",
+                                                     "fit_seconds": "fit s", "n_samples": "points"})
+    elif extra.job == "mlp":
+        frame = frame.sort_values("epoch").dropna(subset=["test_acc"])
+        table = html_table(frame.tail(1), {"epoch": "last epoch", "train_acc": "train accuracy",
+                                           "test_acc": "test accuracy", "n_inputs": "inputs"})
+    else:
+        table = html_table(frame, {"config": "config", "target": "target", "epoch_first": "first epoch",
+                                   "cpu_seconds_first": "CPU s", "speedup_cpu_first": "speed-up",
+                                   "best_test_acc": "best test"})
+    return (f"<section class=\"extra\" id=\"{esc(extra.job)}\"><h2>{esc(extra.job)} — run {esc(extra.run_id)}</h2>"
+            f"{''.join(images)}{table}</section>")
 
 
 # ----- the page -----------------------------------------------------------------------------
@@ -263,29 +211,30 @@ SCRIPT = """
 """
 
 
-def write_report(run: PrecursorRun, metrics: pa.Table, test_images: np.ndarray, test_labels: np.ndarray,
-                 atlas_run: str) -> Path:
-    """Write ``<run_dir>/report/index.html`` and its PNGs; returns the page's path.
+def render_report(run: PrecursorRun, metrics: pa.Table, test_images: np.ndarray, test_labels: np.ndarray,
+                  atlas_run: str, dreams: dict[int, bytes], extras: list[ExtraRun]) -> dict[str, bytes]:
+    """The page ``index.html`` and its PNGs, by file name.
 
     metrics: the atlas table (jobs.atlas.METRICS_SCHEMA); test_images uint8 (N, 28, 28) and
-    test_labels (N,): the test set the metrics index into.
+    test_labels (N,): the test set the metrics index into; dreams: map -> dream PNG of a
+    ``dream --maps`` run of the same model; extras: runs of the same data set.
     """
-    report_dir = run.run_dir / REPORT_DIR
-    report_dir.mkdir(exist_ok=True)
+    files: dict[str, bytes] = {}
     rows = sorted(metrics.to_pylist(), key=lambda row: row["map"])
     layer = run.params.get("layer", "conv3")
     grid = int(run.params.get("grid", 3))
     for row in rows:
-        viridis_png(row["precursor_image"], report_dir / f"precursor-map{row['map']:04d}.png")
-        viridis_png(row["oip_image"], report_dir / f"oip-map{row['map']:04d}.png")
+        files[f"precursor-map{row['map']:04d}.png"] = viridis_png(row["precursor_image"])
+        files[f"oip-map{row['map']:04d}.png"] = viridis_png(row["oip_image"])
     test_titles = {}
     for index in sorted({int(index) for row in rows for index in row["top_indices"]}):
-        _save_png(np.asarray(test_images[index], np.uint8), report_dir / f"test-{index:05d}.png")
+        files[f"test-{index:05d}.png"] = pixels_png(np.asarray(test_images[index], np.uint8))
         test_titles[index] = f"test image {index}, label {int(test_labels[index])}"
-    dreams = {}
-    for map_id, source in find_dreams(run.results_dir, run.model_hash, layer).items():
-        dreams[map_id] = dream_thumbnail(source, report_dir / f"dream-map{map_id:04d}.png")
-    cards = "".join(card(row, grid, dreams.get(row["map"]), test_titles) for row in rows)
+    thumbnails = {}
+    for map_id, dream_png in dreams.items():
+        thumbnails[map_id] = f"dream-map{map_id:04d}.png"
+        files[thumbnails[map_id]] = dream_thumbnail(dream_png)
+    cards = "".join(card(row, grid, thumbnails.get(row["map"]), test_titles) for row in rows)
     n_dead_random = sum(not row["oip_alive"] for row in rows)
     n_dead_precursor = sum(not row["precursor_alive"] for row in rows)
     params = run.params
@@ -309,12 +258,9 @@ def write_report(run: PrecursorRun, metrics: pa.Table, test_images: np.ndarray, 
 <span><span id="shown">{len(rows)}</span> of {len(rows)} maps shown</span>
 </div>
 <main id="cards">{cards}</main>
-{''.join(extra_sections(run.results_dir, data.get('checksum'), report_dir))}
+{''.join(extra_section(extra, files) for extra in extras)}
 <script>{SCRIPT}</script>
 </body></html>
 """
-    path = report_dir / "index.html"
-    temporary = report_dir / ".index.html.tmp"
-    temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    files["index.html"] = page.encode()
+    return files

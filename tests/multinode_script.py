@@ -86,7 +86,7 @@ def main_script(model: str, out: Path) -> dict:
         removal: dict = {}
 
         def write_then_remove(self, phase, shard, table):
-            node = (table.schema.metadata or {}).get(cluster.store.NODE_KEY, b"").decode()
+            node = json.loads((table.schema.metadata or {}).get(cluster.store.SHARD_KEY, b"{}")).get("node", "")
             write_part(self, phase, shard, table)
             written = removal.setdefault("written", [])
             written.append((phase, shard.shard_id, node))

@@ -27,7 +27,7 @@ import pytest
 from cli_output import one_error_line
 from test_runtime import process_tree
 
-from jobs.files import is_temporary
+from cluster.files import is_temporary
 
 DREAMCTL = Path(sys.executable).with_name("dreamctl")
 # 8 maps × 27 phase-1 shards of 3 patterns (~20 ms each on one actor) + 1 phase-2 shard: the

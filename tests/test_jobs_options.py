@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from cli_output import one_error_line
 
-from jobs.base import run_id
+from cluster.store import run_id
 from jobs.precursor import PrecursorJob
 
 

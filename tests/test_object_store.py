@@ -73,7 +73,7 @@ def uri(endpoint: str, prefix: str) -> str:
 @pytest.fixture(autouse=True)
 def quick_lock(monkeypatch):
     """The lock's settle delay (2 s) shortened: nothing races here but the lock tests."""
-    from cluster.object_store import ObjectLock
+    from cluster.lock import ObjectLock
 
     monkeypatch.setattr(ObjectLock, "settle_seconds", 0.2)
 
@@ -147,9 +147,9 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
     assert cli("runs", "show", "precursor/latest", "--out", copied, "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["run_id"], shown["status"], shown["latest"]) == (listed["run_id"], "done", True)
-    from jobs.atlas import read_precursor_run
+    from cluster.store import finished_run
 
-    assert read_precursor_run(copied / "precursor" / "latest").run_id == listed["run_id"]
+    assert finished_run(copied, "precursor").run_id == listed["run_id"]
 
     # dreamctl report on the URI: made on a checked local copy, then uploaded next to the run
     report = ["report", "--model", trained_model_path, "--copy-to", tmp_path / "copies", "--oip-restarts", "2",
@@ -166,7 +166,7 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
     with filesystem.open_output_stream(f"{run_key}/oips/{parts[0].base_name}") as stream:  # a part that is no oips part
         stream.write(b"planted")
     assert cli(*report, uri(s3_endpoint, f"team/runs/precursor/{listed['run_id']}")) == 2
-    assert "has no commit record" in one_error_line(capsys)
+    assert "a part the manifest does not list" in one_error_line(capsys)
 
 
 def test_bad_uris_fail_fast_with_one_line(s3_endpoint, cli, capsys):
@@ -193,39 +193,41 @@ def test_bad_uris_fail_fast_with_one_line(s3_endpoint, cli, capsys):
 
 
 def test_one_writer_per_run_on_s3(s3_endpoint, monkeypatch):
-    from cluster.object_store import ObjectLock, ObjectRunStore
+    from cluster.lock import ObjectLock
+    from cluster.store import RunStore
     from core.errors import BadInput, JobFailed
 
     out = uri(s3_endpoint, "locks")
     warnings = []
-    first = ObjectRunStore(out, "kmeans", "run1", {}, warn=warnings.append)
+    first = RunStore(out, "kmeans", "run1", {}, warn=warnings.append)
     first.open(fresh=False)
-    second = ObjectRunStore(out, "kmeans", "run1", {})
+    second = RunStore(out, "kmeans", "run1", {})
     with pytest.raises(BadInput, match=f"in use by pid {os.getpid()}"):
         second.open(fresh=False)
 
     # another process took the run over (it judged our heartbeat stale): we never commit again
-    location = first.run_location
-    location.write(json.dumps({"pid": 1, "host": "other-host", "since": "now", "token": "theirs"}).encode(), "_lock")
+    backend = first.backend
+    backend.write("kmeans/run1/_lock", json.dumps({"pid": 1, "host": "other-host", "since": "now",
+                                                   "token": "theirs"}).encode())
     with pytest.raises(JobFailed, match="lost the lock .* now held by pid 1 on other-host"):
         first.mark_success()
     first.close()
-    assert location.read("_lock") is not None  # theirs stays
-    assert location.read("_SUCCESS") is None
+    assert backend.read("kmeans/run1/_lock") is not None  # theirs stays
+    assert backend.read("kmeans/run1/_SUCCESS") is None
 
     # a lock of another host is stale only when its heartbeat stopped; one of a gone pid here at once
     monkeypatch.setattr(ObjectLock, "stale_seconds", 0.5)
     time.sleep(1.1)  # object times have 1 s resolution
-    third = ObjectRunStore(out, "kmeans", "run1", {}, warn=warnings.append)
+    third = RunStore(out, "kmeans", "run1", {}, warn=warnings.append)
     third.open(fresh=False)
     assert any("no heartbeat" in message for message in warnings)
     third.close()
-    assert location.read("_lock") is None
+    assert backend.read("kmeans/run1/_lock") is None
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    location.write(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "since": "now",
-                               "token": "dead"}).encode(), "_lock")
+    backend.write("kmeans/run1/_lock", json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                                                   "since": "now", "token": "dead"}).encode())
     monkeypatch.setattr(ObjectLock, "stale_seconds", 60.0)
-    with ObjectRunStore(out, "kmeans", "run1", {}, warn=warnings.append) as fourth:
+    with RunStore(out, "kmeans", "run1", {}, warn=warnings.append) as fourth:
         fourth.open(fresh=False)
         assert "is gone" in warnings[-1] or "exited" in warnings[-1]
 
@@ -234,11 +236,11 @@ def test_lock_race_leaves_one_writer(s3_endpoint):
     """Two stores opening the same run at the same time: exactly one holds it."""
     import threading
 
-    from cluster.object_store import ObjectRunStore
+    from cluster.store import RunStore
     from core.errors import BadInput
 
     out = uri(s3_endpoint, "race")
-    stores = [ObjectRunStore(out, "kmeans", "run1", {}) for _ in range(2)]
+    stores = [RunStore(out, "kmeans", "run1", {}) for _ in range(2)]
     results = [None, None]
 
     def open_one(index):
@@ -256,3 +258,25 @@ def test_lock_race_leaves_one_writer(s3_endpoint):
     assert sorted(results) == ["held", "refused"]
     for store in stores:
         store.close()
+
+
+def test_a_store_that_never_answers_fails_within_its_timeout(cli, capsys):
+    """A listener that accepts and says nothing, and a provider nobody can reach: one line,
+    exit 2, within the URI's timeout (default 15 s, retries included), not minutes of SDK retries."""
+    from cluster.object_store import DEFAULT_TIMEOUT_S, open_uri
+
+    assert open_uri(f"s3://{BUCKET}/x")[2] == DEFAULT_TIMEOUT_S == 15
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        for out in (f"s3://{BUCKET}/x?endpoint_override=127.0.0.1:{silent.getsockname()[1]}&scheme=http&timeout=2",
+                    "gs://no-such-bucket-of-dreamctl/x?timeout=2"):
+            started = time.monotonic()
+            assert cli("kmeans", "sweep", "--k", "2:3", "--out", out) == 2
+            assert "cannot reach" in one_error_line(capsys) and time.monotonic() - started < 8, out
+            started = time.monotonic()
+            assert cli("runs", "--out", out) == 2
+            assert time.monotonic() - started < 8, out
+            capsys.readouterr()
+    assert cli("runs", "--out", f"s3://{BUCKET}/x?timeout=soon") == 2
+    assert "timeout must be a number of seconds" in one_error_line(capsys)

@@ -116,6 +116,40 @@ def test_report_refuses_a_folder_that_is_no_precursor_run_and_another_model(repo
     assert "was made with model" in capsys.readouterr().err
 
 
+def test_report_reads_only_what_verifies_and_writes_only_into_the_run(report, model_with_dead_map, cli, tmp_path,
+                                                                         capsys):
+    folder, page, metrics, stdout = report
+    results = folder / "results"
+    run = page.parent.parent
+    # a latest that leads into another results folder is refused: nothing is written there
+    other = tmp_path / "other" / "precursor"
+    other.mkdir(parents=True)
+    (other / "latest").symlink_to(f"../../{os.path.relpath(run, tmp_path)}")
+    before = sorted(p.name for p in run.rglob("*"))
+    assert cli("report", other / "latest", "--model", model_with_dead_map) == 2
+    assert "not to a run beside it" in capsys.readouterr().err
+    assert sorted(p.name for p in run.rglob("*")) == before and not (tmp_path / "other" / "atlas").exists()
+    # a garbage run of another job beside the ones the report reads is passed over with one warning
+    garbage = results / "oip" / "0123456789ab"
+    garbage.mkdir()
+    (garbage / "_manifest.json").write_text('{"job": "oip"}')
+    (garbage / "_SUCCESS").write_text("")
+    try:
+        assert cli("report", run, "--model", model_with_dead_map, *REPORT[1:]) == 0
+        assert "skipped: " in capsys.readouterr().err
+    finally:
+        shutil.rmtree(garbage)
+    # an edited part of the precursor run is named and refused, never shown in the atlas
+    part = next((run / "oips").glob("part-*.parquet"))
+    original = part.read_bytes()
+    part.write_bytes(original[:-8] + b"PAR1PAR1")
+    try:
+        assert cli("report", run, "--model", model_with_dead_map, *REPORT[1:]) == 2
+        assert "is damaged" in capsys.readouterr().err
+    finally:
+        part.write_bytes(original)
+
+
 # ----- the page in headless Chromium, driven over the DevTools protocol ----------------------
 class DevTools:
     """A headless Chromium with one page, and a tiny WebSocket client for the DevTools

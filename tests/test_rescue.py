@@ -1,120 +1,111 @@
-"""``dreamctl experiment rescue`` (issue 13): the warm-up wakes a map that random starts
-leave dead, every method starts from the same images, and the job end to end on Ray."""
+"""``dreamctl experiment rescue`` (issue 13): the runs it plans (every method from the same
+starts, the precursor on the maps random starts left dead), the comparison, and the
+experiment end to end on Ray, resumed."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from core.patterns import SCALE_AMPLITUDES, SCALE_GRIDS
-from jobs.oip import start_images
-from jobs.rescue import (PRECURSOR, RANDOM, WARMUPS, RescueExperiment, RunsPhase, compare, method_summary,
-                         model_ascent, sha256, weights_from_bytes, weights_to_bytes)
+from jobs.base import Summary
+from jobs.oip import OipJob
+from jobs.precursor import PrecursorJob
+from jobs.rescue import PRECURSOR, PRECURSOR_EXHAUSTIVE, RANDOM, WARMUPS, RescueExperiment, compare, method_summary
+from jobs.train import MODEL_SCHEMA, TrainJob
 
-TINY = dict(seeds=(0,), maps=(0, 1), restarts=3, epochs=60, warmup=50, grid=2, test_epochs=3, top=2)
-
-
-@pytest.fixture(scope="module")
-def dead_map_weights():
-    """Weights of an untrained dreamctl CNN whose conv3 map 0 is negative before its ReLU at
-    every position of every random start of the experiment (its bias far below what any
-    start reaches); map 1 is left as it is."""
-    import keras
-
-    from core.ascent import Ascent
-    from core.model import build_cnn
-    from jobs.rescue import random_starts
-
-    keras.utils.set_random_seed(5)
-    model = build_cnn(dense_units=4)
-    job = RescueExperiment(**TINY)
-    images = np.concatenate([random_starts(job, m) for m in job.maps])
-    pre = Ascent(model, ["conv3"])._activations(images[..., None])[0][0].numpy()[..., 0]  # (N, 3, 3)
-    kernel, bias = model.get_layer("conv3").get_weights()
-    bias[0] = bias[0] - 2.0 * float(np.abs(pre).max()) - 1.0
-    model.get_layer("conv3").set_weights([kernel, bias])
-    return weights_to_bytes(model.get_weights())
+TINY = dict(seeds=(0, 1), maps=(0, 1, 2), restarts=3, epochs=60, warmup=50, grid=2, test_epochs=3, top=2)
+DEAD = {(0, 1), (1, 0), (1, 2)}  # (seed, map) where every random start of the fake runs ends at loss 0
 
 
-def runs_of(job, weights, methods, seed=0):
-    phase = RunsPhase(job, "runs", job.methods)
-    tables = [phase.compute(None, (method, seed, weights, 4, job.maps)) for method in methods]
-    return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+def fake_outcome(step, seed: int) -> SimpleNamespace:
+    """What a finished run of ``step`` would hand back: random starts leave DEAD maps dead."""
+    job = step.job
+    if isinstance(job, TrainJob):
+        model = {"seed": seed, "weights": b"\0" * 8, "weights_sha256": "s", "dense_units": 4, "mean": 0.1, "std": 0.3,
+                 "train_accuracy": 0.9, "test_accuracy": 0.8 + seed / 100, "epoch_test_accuracy": [0.8],
+                 "cpu_seconds": 1.0, "seconds": 1.0}
+        tables = {"model": pa.Table.from_pylist([model], schema=MODEL_SCHEMA)}
+        return SimpleNamespace(run_id=f"train{seed}", tables=tables, records={}, metadata={"data": {"name": "d"}})
+    if isinstance(job, OipJob):
+        dead = lambda m: (seed, m) in DEAD and not job.warmup  # noqa: E731
+        rows = [{"map": m, "restart": r, "start_loss": 0.0 if dead(m) else 0.5, "loss": 0.0 if dead(m) else 1.0 + m,
+                 "alive": not dead(m)} for m in job.maps for r in range(job.restarts)]
+        records = {"maps": {"cpu_seconds": 6.0}}
+        return SimpleNamespace(run_id=f"oip{seed}{job.warmup_kind if job.warmup else ''}", metadata={},
+                               tables={"oips": pa.Table.from_pylist(rows)}, records={"oips": records})
+    rows = [{"map": m, "score": 0.5, "loss": 3.0} for m in job.maps for _ in range(job.top)]
+    records = {f"map{m}": {"map": m, "image_steps": 100, "cpu_seconds": 2.0} for m in job.maps}
+    return SimpleNamespace(run_id=f"pre{seed}{job.exhaustive}", metadata={}, tables={"oips": pa.Table.from_pylist(rows)},
+                           records={"scores": records, "oips": {"all": {"cpu_seconds": 1.0}}})
 
 
-def test_weights_survive_the_round_trip(dead_map_weights):
-    weights = weights_from_bytes(dead_map_weights, 4)
-    assert weights_to_bytes(weights) == dead_map_weights
-    with pytest.raises(ValueError, match="weights stored"):
-        weights_from_bytes(dead_map_weights, 5)
+def planned(experiment: RescueExperiment) -> list:
+    """Every step the experiment yields, fed with fake outcomes."""
+    steps, seen, outcome = experiment.steps(), [], None
+    seed = None
+    while True:
+        try:
+            step = steps.send(outcome)
+        except StopIteration:
+            return seen
+        seen.append(step)
+        if isinstance(step.job, TrainJob):
+            seed = step.job.config.seed
+        outcome = fake_outcome(step, seed) if not isinstance(step.job, Summary) else None
 
 
-def test_warmup_wakes_a_map_random_starts_leave_dead(dead_map_weights):
-    job = RescueExperiment(**TINY)
-    ascent = model_ascent(dead_map_weights, 4, "conv3")
-    starts = start_images(job.start_seed, 0, job.restarts, SCALE_GRIDS, SCALE_AMPLITUDES)
-    pre = ascent._activations(starts[..., None])[0][0].numpy()[..., 0]
-    assert np.all(pre < 0)  # the crafted map is off everywhere at every start
-    runs = runs_of(job, dead_map_weights, (RANDOM, *WARMUPS)).set_index(["method", "map"])
-    dead = runs.loc[(RANDOM, 0)]
-    assert not dead["alive"] and np.all(np.asarray(dead["start_losses"]) == 0)
-    assert dead["image_steps"] == 0  # frozen starts are not computed, so they cost nothing
-    for method in WARMUPS:
-        woken = runs.loc[(method, 0)]
-        assert woken["alive"] and np.all(np.asarray(woken["start_losses"]) > 0), method
-        assert woken["image_steps"] == job.restarts * job.epochs
-    comparison = compare(runs.reset_index()).to_pandas().set_index(["method", "map"])
-    assert comparison.loc[(RANDOM, 0), "random_dead"] and not comparison.loc[(RANDOM, 0), "woken"]
-    assert all(comparison.loc[(method, 0), "woken"] for method in WARMUPS)
-    assert not comparison.loc[(RANDOM, 1), "random_dead"]  # the untouched map: alive from random starts
-    summary = method_summary(comparison.reset_index()).set_index("method")
-    assert summary.loc[RANDOM, "woken"] == 0 and all(summary.loc[m, "woken"] == 1 for m in WARMUPS)
+def test_the_runs_it_plans_start_every_method_from_the_same_images():
+    steps = planned(RescueExperiment(**{**TINY, "exhaustive": True, "test_epochs": 10}))
+    kinds = [type(step.job).__name__ for step in steps]
+    per_model = ["TrainJob", "OipJob", "OipJob", "OipJob", "PrecursorJob", "PrecursorJob"]
+    assert kinds == per_model * 2 + ["Summary"]
+    oips = [step.job for step in steps if isinstance(step.job, OipJob)]
+    assert {(job.seed, job.restarts, job.epochs, job.maps, job.rescue) for job in oips} == {(0, 3, 60, (0, 1, 2), "none")}
+    assert sorted((job.warmup, job.warmup_kind) for job in oips[:3]) == [
+        (0, "pre_relu"), (50, "leaky_relu"), (50, "pre_relu")]
+    # the precursor runs on the maps every random start of that model left dead, with the CNN it trained
+    precursors = [step for step in steps if isinstance(step.job, PrecursorJob)]
+    assert [(step.job.maps, step.job.exhaustive) for step in precursors] == [
+        ((1,), False), ((1,), True), ((0, 2), False), ((0, 2), True)]
+    assert all(step.job.full_epochs == 60 and step.job.top == 2 for step in precursors)
+    assert all(step.model is not None and step.model.dense_units == 4 for step in steps[1:6])
+    # 3 test epochs: no cut of the pruning acts, so the pruned run is the exhaustive one, run once
+    assert [type(step.job).__name__ for step in planned(RescueExperiment(**{**TINY, "exhaustive": True}))].count(
+        "PrecursorJob") == 2
+    everything = planned(RescueExperiment(**{**TINY, "precursor_maps": "all"}))
+    assert [step.job.maps for step in everything if isinstance(step.job, PrecursorJob)] == [(0, 1, 2), (0, 1, 2)]
 
 
-def test_every_method_gets_the_same_starts_on_every_model(dead_map_weights):
-    """Random starts and warm-ups start from the very images ``dreamctl oip`` would use
-    (seeded by (start_seed, map, restart)), whatever the model; the precursor from its
-    coarse patterns (best_start is one)."""
-    job = RescueExperiment(**TINY)
-    other_model = weights_to_bytes([w * 0.5 for w in weights_from_bytes(dead_map_weights, 4)])
-    runs = pd.concat([runs_of(job, dead_map_weights, (RANDOM, *WARMUPS, PRECURSOR), seed=0),
-                      runs_of(job, other_model, (RANDOM, *WARMUPS), seed=1)], ignore_index=True)
-    random_like = runs[runs["method"] != PRECURSOR]
-    assert len(random_like) == 2 * 3 * 2  # models × (random + 2 warm-ups) × maps
-    for map_id, group in random_like.groupby("map"):
-        expected = start_images(job.start_seed, map_id, job.restarts, SCALE_GRIDS, SCALE_AMPLITUDES)
-        assert set(group["start_sha256"]) == {sha256(expected.astype(np.float32).tobytes())}
-        assert (group["starts"] == job.restarts).all()
-    for row in runs[runs["method"] == PRECURSOR].itertuples():
-        assert row.starts == job.top and 0 <= row.best_start < 3**4
-        assert (row.image_steps > 0) == (row.map == 1)  # on the crafted map every coarse start is frozen too
-    # a different start seed gives different starts
-    reseeded = runs_of(RescueExperiment(**{**TINY, "start_seed": 1}), dead_map_weights, (RANDOM,))
-    assert not set(reseeded["start_sha256"]) & set(random_like["start_sha256"])
+def test_the_summary_compares_every_method_on_every_map():
+    steps = planned(RescueExperiment(**TINY))
+    summary = steps[-1].job
+    assert summary.params()["runs"]["1/precursor"] == "pre1True"  # its run id follows the runs it compares (3 test epochs: exhaustive)
+    models = summary.phases()[0].shards({})[0].payload.to_pandas()
+    assert models["test_accuracy"].tolist() == [0.8, 0.81]
+    comparison = summary.phases()[1].shards({})[0].payload.to_pandas().set_index(["seed", "map", "method"])
+    assert comparison.loc[(0, 1, RANDOM), "random_dead"] and not comparison.loc[(0, 1, RANDOM), "alive"]
+    assert comparison.loc[(0, 1, RANDOM), "image_steps"] == 0  # frozen starts are never computed
+    assert all(comparison.loc[(0, 1, method), "woken"] for method in (*WARMUPS, PRECURSOR))
+    assert comparison.loc[(0, 1, "warmup_pre_relu"), "image_steps"] == 3 * 60
+    assert comparison.loc[(0, 1, PRECURSOR), "image_steps"] == 100 + 2 * 60  # phase 1 + phase 2
+    assert comparison.loc[(0, 1, PRECURSOR), "ratio_to_best"] == 1.0  # loss 3 beats the warm-ups' 2
+    # the CPU seconds of a run are spread over its maps by their image-steps
+    assert comparison.xs((0, "warmup_pre_relu"), level=("seed", "method"))["cpu_seconds"].sum() == pytest.approx(6.0)
+    summary_of = method_summary(comparison.reset_index()).set_index("method")
+    assert summary_of.loc[RANDOM, "woken"] == 0 and summary_of.loc[PRECURSOR, "woken"] == 3
+    assert list(summary_of.index) == [RANDOM, *WARMUPS, PRECURSOR]
 
 
-def test_by_default_the_precursor_runs_on_the_maps_random_starts_left_dead():
-    import pyarrow as pa
-
-    from jobs.rescue import PRECURSOR_RUNS
-
-    job = RescueExperiment(**{**TINY, "seeds": (0, 1), "maps": (0, 1, 2), "exhaustive": True})
-    names = [phase.name for phase in job.phases()]
-    assert names == ["models", "runs", PRECURSOR_RUNS, "comparison"]
-    runs_phase, precursor_phase = job.phases()[1:3]
-    assert runs_phase.methods == (RANDOM, *WARMUPS) and precursor_phase.methods == (PRECURSOR, "precursor_exhaustive")
-    models = pa.table({"seed": [0, 1], "weights": [b"a", b"b"], "dense_units": [4, 4]})
-    dead = {(0, 1), (1, 0), (1, 2)}  # (seed, map) where every random start ended at 0
-    runs = pa.table({"seed": [s for s in (0, 1) for _ in range(6)], "method": [RANDOM, "warmup_pre_relu"] * 6,
-                     "map": [m for _ in (0, 1) for m in (0, 0, 1, 1, 2, 2)],
-                     "alive": [(s, m) not in dead or method != RANDOM for s in (0, 1) for m in (0, 1, 2)
-                               for method in (RANDOM, "warmup_pre_relu")]})
-    shards = precursor_phase.shards({"models": models, "runs": runs})
-    assert sorted((payload[1], payload[4]) for payload in (shard.payload for shard in shards)) == \
-        [(0, (1,)), (0, (1,)), (1, (0, 2)), (1, (0, 2))]  # per model, its dead maps, each precursor method
-    everything = RescueExperiment(**{**TINY, "precursor_maps": "all"})
-    assert [phase.name for phase in everything.phases()] == ["models", "runs", "comparison"]
+def test_compare_gives_no_ratio_where_every_method_is_dead():
+    runs = pd.DataFrame({"seed": [0, 0], "map": [5, 5], "method": [RANDOM, PRECURSOR_EXHAUSTIVE], "run_id": ["a", "b"],
+                         "loss": [0.0, 0.0], "alive": [False, False], "image_steps": [0, 10], "cpu_seconds": [0.0, 1.0]})
+    table = compare(runs).to_pandas()
+    assert table["ratio_to_best"].isna().all() and table["random_dead"].all() and not table["woken"].any()
 
 
 def test_bad_options_are_refused():
@@ -131,20 +122,20 @@ def test_end_to_end_on_ray_and_resume(cli, ray_local, tmp_path, capsys):
             "--epochs", "12", "--warmup", "4", "--grid", "2", "--test-epochs", "3", "--top", "2",
             "--maps-per-shard", "1", "--precursor-maps", "all"]
     assert cli(*args) == 0
-    run = next(p for p in (tmp_path / "results" / "rescue").iterdir() if not p.is_symlink())
-    assert (run / "_SUCCESS").exists() and (run / "rescue.png").exists()
-    models = pd.read_parquet(run / "models")
-    assert sorted(models["seed"]) == [0, 1] and models["weights_sha256"].nunique() == 2
-    runs = pd.read_parquet(run / "runs")
-    assert len(runs) == 2 * 4 * 2  # models × methods × maps
-    assert set(runs["method"]) == {RANDOM, *WARMUPS, PRECURSOR}
-    for _, group in runs[runs["method"] != PRECURSOR].groupby("map"):
-        assert group["start_sha256"].nunique() == 1  # the same starts for every method and model
-    assert (runs["cpu_seconds"] >= 0).all() and (runs.groupby("method")["cpu_seconds"].sum() > 0).all()
+    out = capsys.readouterr().out
+    assert "woken" in out and "runs: 11 (0 reused whole)" in out  # 2 × (train, 3 oip, precursor) + the comparison
+    run = tmp_path / "results" / "rescue" / "latest"
+    assert (run / "_SUCCESS").exists() and (run / "rescue.png").stat().st_size > 1000
     comparison = pd.read_parquet(run / "comparison")
-    assert len(comparison) == len(runs)
+    assert len(comparison) == 2 * 4 * 2  # models × methods × maps
+    assert set(comparison["method"]) == {RANDOM, *WARMUPS, PRECURSOR}
+    assert (comparison.groupby("method")["cpu_seconds"].sum() > 0).all()
     best = comparison.groupby(["seed", "map"])["ratio_to_best"].max().dropna()
     np.testing.assert_allclose(best, 1.0)
-    assert "woken" in capsys.readouterr().out
-    assert cli(*args) == 0  # every shard reused
-    assert "reused" in capsys.readouterr().out
+    assert sorted(pd.read_parquet(run / "models")["seed"]) == [0, 1]
+    # every step is a normal run, listed by dreamctl runs
+    assert cli("runs", "--json") == 0
+    jobs = sorted(entry["job"] for entry in json.loads(capsys.readouterr().out))
+    assert jobs == ["oip"] * 6 + ["precursor"] * 2 + ["rescue"] + ["train"] * 2
+    assert cli(*args) == 0  # every run reused
+    assert "runs: 11 (11 reused whole)" in capsys.readouterr().out

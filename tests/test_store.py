@@ -9,6 +9,7 @@ import pytest
 
 from cluster.store import PartChanged, RunStore, read_run_metadata
 from jobs.base import Shard
+from run_files import commit_path, part_path, phase_dir, run_dir
 
 SCHEMA = pa.schema([("map", pa.int32()), ("loss", pa.float32())])
 
@@ -28,8 +29,8 @@ def test_parts_are_checked_for_footer_and_row_count(store):
     good, broken, missing = (Shard(name, None, 4, 4) for name in ("a", "c", "d"))
     store.write_part("scores", good, table(4))
     store.write_part("scores", broken, table(4))
-    data = store.part_path("scores", broken).read_bytes()
-    store.part_path("scores", broken).write_bytes(data[: len(data) // 2])  # a torn write
+    data = part_path(store, "scores", broken).read_bytes()
+    part_path(store, "scores", broken).write_bytes(data[: len(data) // 2])  # a torn write
     assert store.is_done("scores", good)
     assert not store.is_done("scores", Shard("a", None, 5, 5))  # wrong row count
     assert not store.is_done("scores", broken)
@@ -39,25 +40,25 @@ def test_parts_are_checked_for_footer_and_row_count(store):
 def test_a_part_with_the_wrong_row_count_is_refused(store):
     with pytest.raises(RuntimeError, match="returned 3 rows, expected 4"):
         store.write_part("scores", Shard("x", None, 4, 4), table(3))
-    assert not list(store.phase_dir("scores").glob("*"))
+    assert not list(phase_dir(store, "scores").glob("*"))
 
 
 def test_pandas_reads_the_phase_folder_and_the_metadata(store):
     shards = [Shard(f"s{i}", None, 4, 4) for i in range(3)]
     for i, shard in enumerate(shards):
         store.write_part("scores", shard, table(4, offset=4 * i))
-    (store.phase_dir("scores") / ".part-s9.parquet.tmp").write_bytes(b"half a file")  # an interrupted write
-    frame = pd.read_parquet(store.phase_dir("scores"))
+    (phase_dir(store, "scores") / ".part-s9.parquet.tmp").write_bytes(b"half a file")  # an interrupted write
+    frame = pd.read_parquet(phase_dir(store, "scores"))
     assert sorted(frame["map"]) == list(range(12))
     assert store.read_phase("scores", shards, SCHEMA).num_rows == 12
-    metadata = read_run_metadata(store.part_path("scores", shards[0]))
+    metadata = read_run_metadata(part_path(store, "scores", shards[0]))
     assert metadata["params"] == {"grid": 3} and metadata["run_id"] == "abc123" and metadata["phase"] == "scores"
 
 
 def test_success_and_latest_link_and_fresh(store, tmp_path):
     store.write_manifest({"scores": [Shard("s0", None, 4, 4)]}, "done")
     store.mark_success()
-    assert store.succeeded and (tmp_path / "job" / "latest").resolve() == store.run_dir.resolve()
+    assert store.succeeded and (tmp_path / "job" / "latest").resolve() == run_dir(store).resolve()
     store.write_part("scores", Shard("s0", None, 4, 4), table(4))
     assert store.open(fresh=False) == 1 and not store.succeeded  # a rerun: parts kept, success pending
     assert store.open(fresh=True) == 0
@@ -80,16 +81,16 @@ def flip_a_data_page(path):
 
 
 def copy_a_over_b(store):
-    store.part_path("scores", B).write_bytes(store.part_path("scores", A).read_bytes())
+    part_path(store, "scores", B).write_bytes(part_path(store, "scores", A).read_bytes())
 
 
 def copy_a_with_its_record_over_b(store):
     copy_a_over_b(store)
-    store.commit_path("scores", B).write_bytes(store.commit_path("scores", A).read_bytes())
+    commit_path(store, "scores", B).write_bytes(commit_path(store, "scores", A).read_bytes())
 
 
 def edit_a_value(store):
-    path = store.part_path("scores", B)
+    path = part_path(store, "scores", B)
     edited = pq.read_table(path)
     pq.write_table(edited.set_column(1, "loss", pa.array([9.0] * 4, pa.float32())).replace_schema_metadata(
         edited.schema.metadata), path)
@@ -98,13 +99,13 @@ def edit_a_value(store):
 TAMPERINGS = {
     "another shard's valid part copied over it": (copy_a_over_b, "content changed since its commit"),
     "another shard's part and record copied over it": (copy_a_with_its_record_over_b, "names shard 'a', not 'b'"),
-    "a corrupt data page behind an intact footer": (lambda store: flip_a_data_page(store.part_path("scores", B)),
+    "a corrupt data page behind an intact footer": (lambda store: flip_a_data_page(part_path(store, "scores", B)),
                                                     "content changed since its commit"),
     "an edited part (valid Parquet)": (edit_a_value, "content changed since its commit"),
-    "a torn part": (lambda store: store.part_path("scores", B).write_bytes(b"PAR1 half"), "content changed"),
-    "a part missing from the record": (lambda store: store.commit_path("scores", B).unlink(), "has no commit record"),
-    "an unreadable record": (lambda store: store.commit_path("scores", B).write_text("{"), "record is unreadable"),
-    "a deleted part": (lambda store: store.part_path("scores", B).unlink(), "is missing"),
+    "a torn part": (lambda store: part_path(store, "scores", B).write_bytes(b"PAR1 half"), "content changed"),
+    "a part missing from the record": (lambda store: commit_path(store, "scores", B).unlink(), "has no commit record"),
+    "an unreadable record": (lambda store: commit_path(store, "scores", B).write_text("{"), "record is unreadable"),
+    "a deleted part": (lambda store: part_path(store, "scores", B).unlink(), "is missing"),
 }
 
 
@@ -121,7 +122,7 @@ def test_a_part_that_is_not_what_was_committed_is_recomputed_with_one_warning(tm
     assert store.is_done("scores", A)
     assert not store.is_done("scores", B)
     assert len(warnings) == 1 and "scores/part-b.parquet" in warnings[0] and reason in warnings[0], warnings
-    assert not store.part_path("scores", B).exists()  # gone until recomputed: no stray rows for pandas
+    assert not part_path(store, "scores", B).exists()  # gone until recomputed: no stray rows for pandas
     store.write_part("scores", B, table(4, offset=100))  # the rerun recomputes it
     assert store.is_done("scores", B) and len(warnings) == 1
     assert store.read_phase("scores", [A, B], SCHEMA)["map"].to_pylist() == [0, 1, 2, 3, 100, 101, 102, 103]
@@ -163,26 +164,26 @@ def test_a_rerun_heals_a_tampered_run_and_latest_moves_only_on_success(tmp_path)
     first = RunStore(tmp_path, "job", "first", {})
     reference = run(first, shards, [])
     latest = tmp_path / "job" / "latest"
-    assert latest.resolve() == first.run_dir.resolve()
+    assert latest.resolve() == run_dir(first).resolve()
 
     second = RunStore(tmp_path, "job", "second", {})
     computed = []
     with pytest.raises(KeyboardInterrupt):
         run(second, shards, computed, fail_at="s2")
-    assert computed == ["s0", "s1"] and latest.resolve() == first.run_dir.resolve()  # not finished: not latest
-    copy = second.part_path("scores", shards[0]).read_bytes()
-    second.part_path("scores", shards[1]).write_bytes(copy)  # s0's part over s1's
+    assert computed == ["s0", "s1"] and latest.resolve() == run_dir(first).resolve()  # not finished: not latest
+    copy = part_path(second, "scores", shards[0]).read_bytes()
+    part_path(second, "scores", shards[1]).write_bytes(copy)  # s0's part over s1's
 
     computed.clear()
     assert run(second, shards, computed).equals(reference)
-    assert computed == ["s1", "s2", "s3"] and latest.resolve() == second.run_dir.resolve()
-    assert (second.run_dir / "_SUCCESS").exists()
+    assert computed == ["s1", "s2", "s3"] and latest.resolve() == run_dir(second).resolve()
+    assert (run_dir(second) / "_SUCCESS").exists()
 
 
 def test_commit_records_stay_out_of_readers_way(store):
     shards = [Shard(f"s{i}", None, 4, 4) for i in range(3)]
     for i, shard in enumerate(shards):
         store.write_part("scores", shard, table(4, offset=4 * i))
-    assert sorted(p.name for p in store.phase_dir("scores").iterdir()) == [f"part-s{i}.parquet" for i in range(3)]
-    assert store.commit_path("scores", shards[0]).is_file()
-    assert sorted(pd.read_parquet(store.phase_dir("scores"))["map"]) == list(range(12))
+    assert sorted(p.name for p in phase_dir(store, "scores").iterdir()) == [f"part-s{i}.parquet" for i in range(3)]
+    assert commit_path(store, "scores", shards[0]).is_file()
+    assert sorted(pd.read_parquet(phase_dir(store, "scores"))["map"]) == list(range(12))

@@ -17,6 +17,7 @@ import pytest
 
 from cluster.store import RunStore
 from core.errors import BadInput
+from run_files import part_path, run_dir
 
 ROOT = Path(__file__).parents[1]
 PART = SimpleNamespace(shard_id="a", n_rows=2)  # what the store reads of a jobs.base.Shard
@@ -34,7 +35,7 @@ time.sleep(600)
 
 
 def lock_owner(store: RunStore) -> dict:
-    return json.loads((store.run_dir / "_lock").read_text())
+    return json.loads((run_dir(store) / "_lock").read_text())
 
 
 def test_a_held_run_is_refused_and_never_deleted_until_its_owner_is_gone(tmp_path):
@@ -49,7 +50,7 @@ def test_a_held_run_is_refused_and_never_deleted_until_its_owner_is_gone(tmp_pat
         assert "\n" not in message and f"pid {holder.pid} on {socket.gethostname()} since 20" in message
         with pytest.raises(BadInput, match=f"in use by pid {holder.pid}"):
             store.open(fresh=True)
-        assert store.part_path("scores", PART).is_file()  # --fresh deleted nothing
+        assert part_path(store, "scores", PART).is_file()  # --fresh deleted nothing
         assert lock_owner(store)["pid"] == holder.pid
         with pytest.raises(RuntimeError, match="open"):
             store.write_part("scores", PART, pa.table({"map": [3, 4]}))  # no lock, no writing
@@ -61,21 +62,21 @@ def test_a_held_run_is_refused_and_never_deleted_until_its_owner_is_gone(tmp_pat
     store.warn = warnings.append
     assert store.open(fresh=True) == 0  # the holder is gone: its lock is stale, taken over
     assert len(warnings) == 1 and f"held by pid {holder.pid}" in warnings[0] and f"pid {holder.pid} is gone" in warnings[0]
-    assert lock_owner(store)["pid"] == os.getpid() and not store.part_path("scores", PART).exists()
+    assert lock_owner(store)["pid"] == os.getpid() and not part_path(store, "scores", PART).exists()
     store.close()
-    assert not (store.run_dir / "_lock").exists()
+    assert not (run_dir(store) / "_lock").exists()
 
 
 def test_the_lock_is_released_when_the_run_fails(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with RunStore(tmp_path, "job", "abc123", {}) as store:
             store.open(fresh=False)
-            assert (store.run_dir / "_lock").exists()
+            assert (run_dir(store) / "_lock").exists()
             1 / 0
     warnings = []
     with RunStore(tmp_path, "job", "abc123", {}, warn=warnings.append) as again:
         again.open(fresh=False)
-    assert warnings == [] and not (again.run_dir / "_lock").exists()
+    assert warnings == [] and not (run_dir(again) / "_lock").exists()
 
 
 def test_a_second_store_in_the_same_process_is_refused(tmp_path):
@@ -93,13 +94,13 @@ def test_fresh_empties_the_run_but_keeps_its_lock(tmp_path):
         store.write_part("scores", PART, pa.table({"map": [1, 2]}))
         owner = lock_owner(store)
         assert store.open(fresh=True) == 0
-        assert sorted(p.name for p in store.run_dir.iterdir()) == ["_lock"] and lock_owner(store) == owner
+        assert sorted(p.name for p in run_dir(store).iterdir()) == ["_lock"] and lock_owner(store) == owner
 
 
 def plant_lock(tmp_path, **owner) -> RunStore:
     store = RunStore(tmp_path, "job", "abc123", {})
-    store.run_dir.mkdir(parents=True)
-    (store.run_dir / "_lock").write_text(json.dumps({"since": "2024-01-01T00:00:00+0000", **owner}))
+    run_dir(store).mkdir(parents=True)
+    (run_dir(store) / "_lock").write_text(json.dumps({"since": "2024-01-01T00:00:00+0000", **owner}))
     return store
 
 
@@ -125,12 +126,12 @@ def test_a_lock_whose_process_is_gone_is_taken_over(tmp_path, owner, reason):
 
 def test_an_unreadable_lock_is_respected_while_new_then_taken_over(tmp_path):
     store = RunStore(tmp_path, "job", "abc123", {})
-    store.run_dir.mkdir(parents=True)
-    (store.run_dir / "_lock").write_text("")  # a writer between create and write, or one killed there
+    run_dir(store).mkdir(parents=True)
+    (run_dir(store) / "_lock").write_text("")  # a writer between create and write, or one killed there
     with pytest.raises(BadInput, match="being locked by another process"):
         store.open(fresh=False)
     old = time.time() - 60
-    os.utime(store.run_dir / "_lock", (old, old))
+    os.utime(run_dir(store) / "_lock", (old, old))
     warnings = []
     store.warn = warnings.append
     store.open(fresh=False)
