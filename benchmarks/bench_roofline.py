@@ -5,7 +5,8 @@ For each variant (an environment: e.g. oneDNN restricted to AVX2 to emulate an A
 CPU), --repeats times, interleaved:
 
 1. numpy's sgemm on one thread (threadpoolctl), in a fresh process with the variant's
-   environment (OPENBLAS_CORETYPE=Haswell makes OpenBLAS use its AVX2 kernel): GFLOP/s,
+   environment (OPENBLAS_CORETYPE=Haswell makes OpenBLAS use its AVX2 kernel): GFLOP per
+   CPU-second (process time: on a shared machine wall time counts other processes' turns),
    best size of 1024 and 2048, median of 5 timings each;
 2. ``dreamctl precursor --maps MAPS --full-epochs 0 --actors 1 --cpus-per-actor 1`` (one
    actor, one TensorFlow thread) in a fresh folder, with the variant's environment; from the
@@ -48,7 +49,7 @@ with threadpool_limits(1):
         a @ b
         timings = []
         for _ in range(5):
-            start = time.perf_counter(); a @ b; timings.append(time.perf_counter() - start)
+            start = time.process_time(); a @ b; timings.append(time.process_time() - start)
         best = max(best, 2 * n**3 / sorted(timings)[2] / 1e9)
 kernels = sorted({str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"})
 print(json.dumps({"gflops": best, "kernel": ",".join(kernels)}))
@@ -121,8 +122,9 @@ def main() -> None:
         name, _, settings = spec.partition("=")
         variants[name] = dict(item.split("=", 1) for item in settings.split())
     counts = multiply_adds(args.model)
-    print(f"multiply-adds per image-step: {counts['as computed']:,} as computed (26x26 pixels), "
-          f"{counts["issue's count"]:,} by the issue's count (28x28 input)")
+    computed, issue = counts["as computed"], counts["issue's count"]
+    print(f"multiply-adds per image-step: {computed:,} as computed (26x26 pixels), {issue:,} by the issue's count "
+          "(28x28 input)")
     print(f"{os.cpu_count()} CPUs; maps {args.maps}; extra options: {' '.join(args.extra) or '(none: the defaults)'}")
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for repeat in range(args.repeats):

@@ -578,10 +578,10 @@ class Ascent:
         slice_map: bool = False,
     ) -> PrunedResult:
         """OIP ascent with adaptive pruning (:mod:`core.pruning`): separately for each map,
-        ``sample`` random live starts and the ``leaders_count`` best after step 1 run to the
-        end; from them the map learns a bar (their ``top``-th best final loss) and how fast a
-        start can still climb; then at every step a start whose bound falls below the bar is
-        dropped. Frozen starts are not computed (as in :meth:`run`). A map with no more live
+        ``sample`` random live starts and the ``leaders_count`` with the highest initial loss
+        run to the end; from them the map learns a bar (their ``top``-th best final loss) and
+        how fast a start can still climb; then at every step from 0 a start whose bound falls
+        below the bar is dropped. Frozen starts are not computed (as in :meth:`run`). A map with no more live
         starts than ``sample + leaders_count + top`` runs them all to the end.
 
         images (N, 28, 28), map_ids (N,) as in :meth:`run_maps`; ``seed``: the random
@@ -633,24 +633,24 @@ class Ascent:
             previous[starts] = history[-2]
             return history
 
-        if len(live) <= sample + leaders_count + top or epochs < 2:
+        if len(live) <= sample + leaders_count + top or epochs < 1:
             advance(live, epochs)
             return PrunedResult(out_images, losses, reached, len(live) * epochs)
         first = first_finishers(live, sample, rng)
         rest = np.setdiff1d(live, first)
-        first_history = advance(first, epochs)
-        advance(rest, 1)
-        ahead = leaders(rest, losses, leaders_count)
-        start_losses = previous[ahead]
-        ahead_history = np.concatenate([start_losses[None], advance(ahead, epochs - 1)])
-        finished_history = np.concatenate([first_history, ahead_history], axis=1)  # (epochs + 1, finished)
+        ahead = leaders(rest, losses, leaders_count)  # the highest initial losses
+        finished = np.union1d(first, ahead)
+        finished_history = advance(finished, epochs)  # (epochs + 1, finished)
+        finished_rates = np.diff(finished_history, axis=0)  # the loss each gained at steps 1 .. epochs
         bound = ClimbBound.learn(finished_history, top, margin)
         active = np.setdiff1d(rest, ahead)
-        image_steps = len(first) * epochs + len(rest) + len(ahead) * (epochs - 1)
-        for step in range(1, epochs):
-            running_rates = np.concatenate([losses[active] - previous[active],
-                                            finished_history[step] - finished_history[step - 1]])
-            kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
+        image_steps = len(finished) * epochs
+        for step in range(epochs):
+            if step == 0:
+                kept = bound.keep(0, losses[active])
+            else:
+                running_rates = np.concatenate([losses[active] - previous[active], finished_rates[step - 1]])
+                kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
             reached[active[~kept]] = step
             active = active[kept]
             advance(active, 1)

@@ -18,9 +18,9 @@ PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((3, 2048), (5, 512), (7, 128))
 # and the best after step 1 that run to the end first, and the relative margin on how far a
 # start can still climb. Chosen on recorded losses of the digits model (docs/PERFORMANCE.md,
 # "Adaptive pruning") and frozen before the full-MNIST model was checked.
-ADAPTIVE_SAMPLE = 32
+ADAPTIVE_SAMPLE = 128
 ADAPTIVE_LEADERS = 64
-ADAPTIVE_MARGIN = 0.05
+ADAPTIVE_MARGIN = 0.02
 
 # TensorFlow reads these once, when it is imported. oneDNN's kernels: TensorFlow turns them
 # on by itself only on x86 CPUs with AVX-512 VNNI and newer; on an AVX2 CPU (many laptops,

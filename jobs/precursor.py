@@ -64,6 +64,8 @@ class Cut(NamedTuple):
 
 
 PRUNE_SCHEDULE: tuple[Cut, ...] = tuple(Cut(*cut) for cut in DEFAULT_PRUNE_SCHEDULE)
+SHARD = 4096  # phase-1 patterns per shard, exhaustive or a fixed schedule (issue 12's unit of keep counts)
+ADAPTIVE_SHARD = 20_000  # with adaptive pruning: a whole map of the default grid (3^9 = 19,683)
 
 
 ADAPTIVE = "adaptive"  # --prune's text for the adaptive rule (the value None)
@@ -131,7 +133,10 @@ class PrecursorJob:
     top: int = param(8, "Best patterns per map that get the full run.", low=1)
     full_epochs: int = param(1200, "Ascent steps of the phase-2 runs.", low=0)
     learning_rate: float = learning_rate_param()
-    patterns_per_shard: int = param(4096, "Phase-1 shard size (patterns of one map).", low=1)
+    patterns_per_shard: int | None = param(
+        None, "Phase-1 shard size (patterns of one map). Default: 20,000 with --prune adaptive (each map of the "
+        "default 3×3 grid is one shard: the rule learns from, and cuts against, the whole map), 4,096 otherwise.",
+        low=1)
     maps_per_oip_shard: int = param(16, "Phase-2 shard size (maps, each with its top patterns).", low=1)
 
     name = "precursor"
@@ -157,6 +162,8 @@ class PrecursorJob:
         else:
             for name in ("prune_sample", "prune_leaders", "prune_margin"):
                 object.__setattr__(self, name, None)
+        if self.patterns_per_shard is None:
+            object.__setattr__(self, "patterns_per_shard", ADAPTIVE_SHARD if adaptive else SHARD)
 
     @property
     def n_patterns(self) -> int:

@@ -262,24 +262,28 @@ def test_climb_bound_drops_only_starts_that_cannot_reach_the_bar():
     # a start still running that climbs faster than every finished one (0.2 > 0.1 at step 1)
     # raises every ceiling in proportion: the fast start at 0.30 may now reach the bar
     np.testing.assert_array_equal(bound.keep(1, losses, previous, running_rate=0.2), [False, True, True, True])
-    # the margin widens both limits: 0.43 + 0.16 + 0.22 >= 0.8
-    widened = ClimbBound.learn(history, top=2, margin=0.1)
+    # the margin widens both limits by 5 % per step still to run (+ 1): 0.43 + 0.165 + 0.23 >= 0.8
+    widened = ClimbBound.learn(history, top=2, margin=0.05)
+    assert widened.widening(1) == pytest.approx(1.15)
     np.testing.assert_array_equal(widened.keep(1, losses, previous, running_rate=0.1), [False, True, False, True])
+    # at step 0 no start has a rate yet: the ceilings alone, 0.1 + 0.2 + 0.2 from the start
+    np.testing.assert_array_equal(bound.keep(0, np.array([0.29, 0.31])), [False, True])
     # fewer finished starts than top: no bar, nothing dropped
     assert ClimbBound.learn(history[:, :1], top=2, margin=0.0).keep(1, losses, previous, 0.1).all()
 
 
 @pytest.fixture(scope="module")
 def shard():
-    """1,200 coarse patterns (a phase-1 shard of the default 3x3 grid, every 16th pattern)."""
-    return precursor_images(np.arange(0, 19683, 16)[:1200], 3, LEVELS)
+    """1,968 coarse patterns (every 10th pattern of the default 3x3 grid)."""
+    return precursor_images(np.arange(0, 19683, 10), 3, LEVELS)
 
 
 def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps(ascent, shard):
+    from core.defaults import ADAPTIVE_LEADERS, ADAPTIVE_MARGIN, ADAPTIVE_SAMPLE
     from core.pruning import replay
 
     saved = []
-    for map_id in (3, 20, _live_map(ascent, shard[:300], 280)):
+    for map_id in (3, 20, _live_map(ascent, shard[:300], 280)):  # one map per shard, as phase 1 has it
         map_ids = np.full(len(shard), map_id)
         full = ascent.run_maps(shard, "conv3", map_ids, 10, record_epochs=range(11), slice_map=True)
         adaptive = ascent.run_adaptive(shard, "conv3", map_ids, 10, top=8, seed=(map_id, 0), slice_map=True)
@@ -293,7 +297,8 @@ def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps
         np.testing.assert_array_equal(adaptive.losses, full.history[adaptive.epochs_reached, np.arange(len(shard))])
         assert adaptive.image_steps == int(np.where(live, adaptive.epochs_reached, 0).sum())
         # the same decisions replayed on the recorded losses (what the benchmarks rely on)
-        reached, steps = replay(full.history, 8, 32, 64, 0.05, np.random.default_rng([map_id, 0, map_id]))
+        reached, steps = replay(full.history, 8, ADAPTIVE_SAMPLE, ADAPTIVE_LEADERS, ADAPTIVE_MARGIN,
+                                np.random.default_rng([map_id, 0, map_id]))
         np.testing.assert_array_equal(reached, adaptive.epochs_reached)
         assert steps == adaptive.image_steps
         saved.append((adaptive.image_steps, live.sum() * 10))
