@@ -51,7 +51,12 @@ def load(folder: Path) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
 
 
 def describe(params: dict) -> str:
-    return "exhaustive" if params["exhaustive"] else "prune " + ",".join(f"{step}:{keep}" for step, keep in params["prune"])
+    if params["exhaustive"]:
+        return "exhaustive"
+    if params.get("prune") is None:  # the adaptive rule (issue 22)
+        return (f"adaptive: sample {params['prune_sample']}, leaders {params['prune_leaders']}, "
+                f"margin {params['prune_margin']:g}")
+    return "prune " + ",".join(f"{step}:{keep}" for step, keep in params["prune"])
 
 
 def image_steps(scores: pd.DataFrame, test_epochs: int) -> pd.Series:

@@ -1,10 +1,19 @@
 """Import TensorFlow without the C++ start-up chatter it writes straight to file
 descriptor 2 (oneDNN and CUDA notices) before any log setting applies. Errors still
-raise as Python exceptions."""
+raise as Python exceptions.
+
+Every command imports this module before anything imports TensorFlow, so the driver's
+TensorFlow environment (core.defaults.TENSORFLOW_ENV: oneDNN's kernels on every x86 CPU)
+is set here, once; a value the user set wins. A local Ray started by the driver passes it
+on to the actors, which also set it themselves (cluster/worker.py)."""
 
 from __future__ import annotations
 
 import os
+
+from core.defaults import tensorflow_environment
+
+tensorflow_environment()
 
 
 def import_tensorflow_quietly() -> None:

@@ -7,10 +7,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import pyarrow as pa
-import ray
+from core.defaults import tensorflow_environment
 
-from jobs.base import ModelSession, TrainedModel, measured
+# An actor's process imports this module (to unpickle the actor class) before anything in it
+# imports TensorFlow. Under `ray job submit` or --address no runtime_env reaches the actors,
+# so the environment TensorFlow needs (oneDNN's kernels on every x86 CPU) is set here; a
+# value the worker's environment already has wins.
+tensorflow_environment()
+
+import pyarrow as pa  # noqa: E402
+import ray  # noqa: E402
+
+from jobs.base import ModelSession, TrainedModel, measured  # noqa: E402
 
 
 def node_id() -> str:
@@ -61,12 +69,18 @@ class CNNWorker:
 
     def settings(self) -> dict:
         """What this actor's TensorFlow runs with: {precision, tf32 (TensorFloat-32 on),
-        cuda_visible_devices (None = not set), memory_growth (GPU name -> on), threads,
-        use_gpu (GPUs granted: memory growth requested for each one found), node_id}."""
+        onednn (oneDNN's kernels on; None = TensorFlow cannot say), onednn_env (the actor's
+        TF_ENABLE_ONEDNN_OPTS), cuda_visible_devices (None = not set), memory_growth (GPU name
+        -> on), threads, use_gpu (GPUs granted: memory growth requested for each one found),
+        node_id}."""
         import tensorflow as tf
+
+        from core.ascent import onednn_enabled
 
         return {
             "precision": self.precision,
+            "onednn": onednn_enabled(),
+            "onednn_env": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "memory_growth": {gpu.name: bool(tf.config.experimental.get_memory_growth(gpu))

@@ -32,17 +32,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import keras
-import numpy as np
-import tensorflow as tf
+from core.defaults import (
+    ADAPTIVE_LEADERS,
+    ADAPTIVE_MARGIN,
+    ADAPTIVE_SAMPLE,
+    CHUNK_SIZE,
+    LEARNING_RATE,
+    PRUNE_SCHEDULE,
+    WARMUP_KINDS,
+    tensorflow_environment,
+)
 
-from core.defaults import CHUNK_SIZE, LEARNING_RATE, PRUNE_SCHEDULE, WARMUP_KINDS
+tensorflow_environment()  # before TensorFlow's first import: oneDNN's kernels on every x86 CPU
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from core.errors import BadInput, BadParameter
 from core.model import IMAGE_SIZE
+from core.pruning import ClimbBound, check_adaptive, first_finishers, leaders
 
 RMS_EPSILON = 1e-8
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
 NO_INLINE = {"_noinline": True}  # tf.function attribute: keep the function's own graph
+
+
+def onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs oneDNN's kernels (decided when TensorFlow was
+    imported, from the CPU and TF_ENABLE_ONEDNN_OPTS); None when this TensorFlow cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,54 @@ def _conv_parts(layer: keras.layers.Conv2D, x, channel=None):
     return pre, post
 
 
+def _pools_before_relu(layer: keras.layers.Layer, following: keras.layers.Layer | None) -> bool:
+    """A Conv2D with a ReLU feeding a MaxPooling2D: max-pool and ReLU commute exactly, so the
+    pooling can run on the pre-activation and the ReLU on the 4× smaller pooled tensor. The
+    gradient is the same to the bit (a window whose maximum is ≤ 0 passes no gradient either
+    way; otherwise it reaches the first maximum either way), and the step skips a ReLU
+    gradient over the full-size activation."""
+    return (isinstance(layer, keras.layers.Conv2D) and layer.activation is keras.activations.relu
+            and isinstance(following, keras.layers.MaxPooling2D) and following.get_config()["padding"] == "valid")
+
+
+def _reads_pixels(layer: keras.layers.Layer, image_channels: int) -> bool:
+    """The first Conv2D on single-channel images, stride 1, valid, no dilation: its gradient
+    to the pixels can be one matrix product (:func:`_pixel_conv`)."""
+    if not isinstance(layer, keras.layers.Conv2D) or image_channels != 1:
+        return False
+    config = layer.get_config()
+    return config["padding"] == "valid" and tuple(config["strides"]) == (1, 1) and tuple(config["dilation_rate"]) == (1, 1)
+
+
+def _pixel_conv(pixels, kernel, bias):
+    """Pre-activation (rows, h - kh + 1, w - kw + 1, maps) of a valid, stride-1 convolution
+    of single-channel images ``pixels`` (rows, h, w, 1), with its gradient to the pixels as
+    one matrix product and kh·kw shifted sums.
+
+    Same math as TensorFlow's gradient; oneDNN's kernel for it vectorizes over input channels,
+    of which there is one, and took a quarter of a phase-1 step at ~7 GFLOP/s. Here
+    ``taps = upstream · kernelᵀ`` (rows·h'·w', maps) × (maps, kh·kw), then tap (i, j) of every
+    output position is added to the pixel it came from. Float sums in another order: the
+    gradient differs from oneDNN's by round-off (~1e-7 relative), which ten ascent steps can
+    grow to ~1e-3 on a few starts (docs/PERFORMANCE.md, "The step near the roofline").
+    """
+    kh, kw, _, maps = (int(n) for n in kernel.shape)
+
+    @tf.custom_gradient
+    def convolve(pixels, kernel, bias):
+        def gradient(upstream):
+            h, w = int(upstream.shape[1]), int(upstream.shape[2])
+            taps = tf.matmul(tf.reshape(upstream, [-1, maps]), tf.reshape(kernel, [kh * kw, maps]), transpose_b=True)
+            taps = tf.transpose(tf.reshape(taps, [-1, h, w, kh * kw]), [3, 0, 1, 2])  # (kh·kw, rows, h', w')
+            shifted = [tf.pad(taps[i * kw + j], [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j]])
+                       for i in range(kh) for j in range(kw)]
+            return tf.add_n(shifted)[..., None], None, None
+
+        return tf.nn.bias_add(tf.nn.conv2d(pixels, kernel, 1, "VALID"), bias), gradient
+
+    return convolve(pixels, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
+
+
 class Ascent:
     """Gradient ascent on a trained CNN towards per-image objectives over ``layers``.
 
@@ -165,7 +235,7 @@ class Ascent:
                                           epochs, learning_rate, warmup_kind)
 
             def losses(images, weights, map_id):
-                return self._objectives(images, weights, map_id if sliced else None)[0]
+                return self._objectives(self._pixels(images), weights, map_id if sliced else None)[0]
 
             self._compiled[key] = (
                 tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
@@ -189,18 +259,40 @@ class Ascent:
         return weights
 
     # ----- compiled graphs --------------------------------------------------------------
-    def _activations(self, images, map_slice=None) -> list[tuple]:
-        """(pre-activation, activation) of each objective layer, each (rows, h, w, maps);
-        with ``map_slice`` the last layer of the chain computes that one map only."""
-        x = images[:, : self.input_extent, : self.input_extent, :]  # pixels beyond never reach the layers
-        found = {}
-        for layer in self._chain:
+    def _pixels(self, images):
+        """The part of images (rows, 28, 28, 1) the layers read: the top-left input_extent²."""
+        return images[:, : self.input_extent, : self.input_extent, :]
+
+    def _activations(self, pixels, map_slice=None) -> list[tuple]:
+        """(pre-activation, activation) of each objective layer, each (rows, h, w, maps), from
+        ``pixels`` (rows, ≥ input_extent, ≥ input_extent, 1); with ``map_slice`` the last layer
+        of the chain computes that one map only.
+
+        Layers that no objective reads take two shortcuts with the same activations:
+        a Conv2D + ReLU + MaxPooling2D pools before its ReLU (:func:`_pools_before_relu`), and
+        the first Conv2D on single-channel images takes its pixel gradient as a matrix
+        product (:func:`_pixel_conv`)."""
+        x, found, chain = pixels, {}, self._chain
+        index = 0
+        while index < len(chain):
+            layer = chain[index]
+            following = chain[index + 1] if index + 1 < len(chain) else None
+            shortcut = layer is not chain[-1] and layer.name not in self.layers and following.name not in self.layers
+            if shortcut and _pools_before_relu(layer, following):
+                if index == 0 and _reads_pixels(layer, int(x.shape[-1])):
+                    pre = _pixel_conv(x, layer.kernel, layer.bias)
+                else:
+                    pre = tf.nn.bias_add(layer.convolution_op(x, layer.kernel), layer.bias)
+                x = tf.nn.relu(following(pre, training=False))
+                index += 2
+                continue
             if isinstance(layer, keras.layers.Conv2D):
-                channel = map_slice if layer is self._chain[-1] else None
+                channel = map_slice if layer is chain[-1] else None
                 pre, x = _conv_parts(layer, x, channel)
             else:
                 pre = x = layer(x, training=False)
             found[layer.name] = (pre, x)
+            index += 1
         return [found[name] for name in self.layers]
 
     def _objectives(self, images, weights, map_slice=None, warmup_kind=None, warming=None):
@@ -232,13 +324,19 @@ class Ascent:
         # leaves a MaxPoolGrad on TensorFlow's own kernel, which made the whole step ~1.5×
         # slower. A separate body is acyclic: every trace gets oneDNN's kernels
         # (docs/PERFORMANCE.md, "One step, one function"). Same arithmetic either way.
+        # The gradient is taken with respect to the pixels the layers read and padded with
+        # zeros to the image (the same numbers as the gradient of the crop, without
+        # TensorFlow's slow StridedSliceGrad); the RMS is over the whole image, as before.
+        margin = int(images.shape[1]) - self.input_extent
+
         @tf.function(experimental_attributes=NO_INLINE)
         def ascend_once(images, warming):
+            pixels = self._pixels(images)
             with tf.GradientTape() as tape:
-                tape.watch(images)
-                losses, ascended = self._objectives(images, weights, map_slice, warmup_kind, warming)
+                tape.watch(pixels)
+                losses, ascended = self._objectives(pixels, weights, map_slice, warmup_kind, warming)
                 total = tf.reduce_sum(ascended)
-            gradients = tape.gradient(total, images)
+            gradients = tf.pad(tape.gradient(total, pixels), [[0, 0], [0, margin], [0, margin], [0, 0]])
             rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
             return images + learning_rate * gradients / (rms + RMS_EPSILON), losses
 
@@ -249,7 +347,7 @@ class Ascent:
         _, images, history = tf.while_loop(
             lambda epoch, *_: epoch < epochs, step, (tf.constant(0), images, history)
         )
-        final_losses = self._objectives(images, weights, map_slice)[0]
+        final_losses = self._objectives(self._pixels(images), weights, map_slice)[0]
         return images, final_losses, history.write(epochs, final_losses).stack()
 
     # ----- chunked execution --------------------------------------------------------------
@@ -273,11 +371,14 @@ class Ascent:
             out[start:stop] = compute(chunk_images, chunk_weights, map_id).numpy()[: stop - start]
         return out
 
-    def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice):
+    def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice, shape_of=None):
         """Run ``epochs`` steps on every image given (no skipping). Returns final images
-        (N, 28, 28), losses (N,) and the loss history (epochs + 1, N)."""
+        (N, 28, 28), losses (N,) and the loss history (epochs + 1, N). ``shape_of``: run in
+        the chunk shape that many images would get (default N). A pruned run's later stages
+        keep the first stage's shape: oneDNN may sum in another order for another batch
+        size, and the survivors' losses must be the exhaustive run's to the bit."""
         kind = warmup_kind if np.any(warmup > 0) else None  # no warm-up: the plain graph
-        rows, ascend, _ = self._functions(len(images), kind, map_slice is not None)
+        rows, ascend, _ = self._functions(len(images) if shape_of is None else shape_of, kind, map_slice is not None)
         out_images = np.empty_like(images)
         out_losses = np.empty(len(images), np.float32)
         history = np.empty((epochs + 1, len(images)), np.float32)
@@ -453,13 +554,108 @@ class Ascent:
         active, done, image_steps = np.flatnonzero(moving), 0, 0
         for stop, keep in [*cuts, (epochs, None)]:
             final, losses, _ = self._advance(out_images[active], [w[active] for w in weights], stop - done,
-                                             learning_rate, np.maximum(warmup[active] - done, 0), warmup_kind, map_slice)
+                                             learning_rate, np.maximum(warmup[active] - done, 0), warmup_kind, map_slice,
+                                             shape_of=int(moving.sum()))
             out_images[active], out_losses[active], reached[active] = final, losses, stop
             image_steps += len(active) * (stop - done)
             if keep is not None:
                 active = _best_per_map(active, out_losses, map_ids, keep)
             done = stop
         return PrunedResult(out_images, out_losses, reached, image_steps)
+
+    def run_adaptive(
+        self,
+        images: np.ndarray,
+        layer: str,
+        map_ids: np.ndarray,
+        epochs: int,
+        top: int,
+        sample: int = ADAPTIVE_SAMPLE,
+        leaders_count: int = ADAPTIVE_LEADERS,
+        margin: float = ADAPTIVE_MARGIN,
+        seed: int | Sequence[int] = 0,
+        learning_rate: float = LEARNING_RATE,
+        slice_map: bool = False,
+    ) -> PrunedResult:
+        """OIP ascent with adaptive pruning (:mod:`core.pruning`): separately for each map,
+        ``sample`` random live starts and the ``leaders_count`` with the highest initial loss
+        run to the end; from them the map learns a bar (their ``top``-th best final loss) and
+        how fast a start can still climb; then at every step from 0 a start whose bound falls
+        below the bar is dropped. Frozen starts are not computed (as in :meth:`run`). A map with no more live
+        starts than ``sample + leaders_count + top`` runs them all to the end.
+
+        images (N, 28, 28), map_ids (N,) as in :meth:`run_maps`; ``seed``: the random
+        sample's seed (with the map id), e.g. the caller's shard id, so that the result
+        depends on nothing but the starts given. Returns a :class:`PrunedResult`; a
+        survivor's image and loss are bit-identical to an uninterrupted run's.
+        """
+        weights = self.map_objective(layer, map_ids)
+        images = self._check(images, weights)
+        map_ids = np.asarray(map_ids, np.int64)
+        if epochs < 0:
+            raise BadInput(f"epochs must be >= 0, got {epochs}")
+        if int(top) < 1:
+            raise BadParameter("top", f"must be >= 1, got {top}")
+        check_adaptive(sample, leaders_count, margin)
+        out_images = images.copy()
+        out_losses = np.zeros(len(images), np.float32)
+        reached = np.full(len(images), epochs, np.int32)
+        image_steps = 0
+        seed = [int(seed)] if np.isscalar(seed) else [int(v) for v in seed]
+        for map_id in np.unique(map_ids):
+            rows = np.flatnonzero(map_ids == map_id)
+            map_slice = self._map_slice(map_ids[rows], slice_map)
+            map_weights = [w[rows][:, [map_slice]] if map_slice is not None else w[rows] for w in weights]
+            result = self._adaptive_map(images[rows], map_weights, map_slice, epochs, int(top), int(sample),
+                                        int(leaders_count), float(margin), np.random.default_rng([*seed, int(map_id)]),
+                                        learning_rate)
+            out_images[rows], out_losses[rows], reached[rows] = result.images, result.losses, result.epochs_reached
+            image_steps += result.image_steps
+        return PrunedResult(out_images, out_losses, reached, image_steps)
+
+    def _adaptive_map(self, images, weights, map_slice, epochs, top, sample, leaders_count, margin, rng,
+                      learning_rate) -> PrunedResult:
+        """:meth:`run_adaptive` for the starts of one map (weights already sliced)."""
+        out_images = images.copy()
+        losses = self._losses(images, weights, map_slice)
+        reached = np.full(len(images), epochs, np.int32)
+        previous = losses.copy()  # the loss one step before the one each start is at
+        live = np.flatnonzero(losses != 0.0)  # frozen starts: exact at any step
+
+        def advance(starts, steps):
+            """Run ``starts`` ``steps`` further; returns their loss history (steps + 1, n)."""
+            if not len(starts):
+                return np.zeros((steps + 1, 0), np.float32)
+            no_warmup = np.zeros(len(starts), np.int32)
+            final, last, history = self._advance(out_images[starts], [w[starts] for w in weights], steps,
+                                                 learning_rate, no_warmup, None, map_slice, shape_of=len(live))
+            out_images[starts], losses[starts] = final, last
+            previous[starts] = history[-2]
+            return history
+
+        if len(live) <= sample + leaders_count + top or epochs < 1:
+            advance(live, epochs)
+            return PrunedResult(out_images, losses, reached, len(live) * epochs)
+        first = first_finishers(live, sample, rng)
+        rest = np.setdiff1d(live, first)
+        ahead = leaders(rest, losses, leaders_count)  # the highest initial losses
+        finished = np.union1d(first, ahead)
+        finished_history = advance(finished, epochs)  # (epochs + 1, finished)
+        finished_rates = np.diff(finished_history, axis=0)  # the loss each gained at steps 1 .. epochs
+        bound = ClimbBound.learn(finished_history, top, margin)
+        active = np.setdiff1d(rest, ahead)
+        image_steps = len(finished) * epochs
+        for step in range(epochs):
+            if step == 0:
+                kept = bound.keep(0, losses[active])
+            else:
+                running_rates = np.concatenate([losses[active] - previous[active], finished_rates[step - 1]])
+                kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
+            reached[active[~kept]] = step
+            active = active[kept]
+            advance(active, 1)
+            image_steps += len(active)
+        return PrunedResult(out_images, losses, reached, image_steps)
 
 
 def check_schedule(schedule: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -1,11 +1,37 @@
 """Defaults of the batched ascent that job specs and ``--help`` read without loading
-TensorFlow (core/ascent.py imports them from here, the jobs too)."""
+TensorFlow (core/ascent.py imports them from here, the jobs too), and the environment
+TensorFlow must find when it is first imported."""
+
+from __future__ import annotations
+
+import os
 
 LEARNING_RATE = 0.05  # η of an OIP ascent step, in units of the standardized pixel values (algorithms.md §2)
-CHUNK_SIZE = 256  # images per compiled ascent step (rows of one tf.function call)
+CHUNK_SIZE = 64  # images per compiled ascent step (rows of one tf.function call); 64 measured fastest on AVX-512 and AVX2 (docs/PERFORMANCE.md)
 WARMUP_KINDS = ("pre_relu", "leaky_relu")  # objectives of the first warm-up steps (core.ascent)
 # Successive halving of the precursor's phase 1: (step, starts kept per map and call) for
 # 10 steps in shards of 4,096. Measured (benchmarks/bench_precursor.py, docs/PERFORMANCE.md
 # "Pruned phase 1"): the same top 8 as the exhaustive run on 16 of 16 maps for 0.47x its
 # image-steps; the issue's ((2, 2048), (5, 128)) was 0.41x but changed the top 8 of 2 maps.
 PRUNE_SCHEDULE: tuple[tuple[int, int], ...] = ((3, 2048), (5, 512), (7, 128))
+# Adaptive pruning of phase 1 (core/pruning.py), the default: per shard, random live starts
+# and the best after step 1 that run to the end first, and the relative margin on how far a
+# start can still climb. Chosen on recorded losses of the digits model (docs/PERFORMANCE.md,
+# "Adaptive pruning") and frozen before the full-MNIST model was checked.
+ADAPTIVE_SAMPLE = 128
+ADAPTIVE_LEADERS = 64
+ADAPTIVE_MARGIN = 0.02
+
+# TensorFlow reads these once, when it is imported. oneDNN's kernels: TensorFlow turns them
+# on by itself only on x86 CPUs with AVX-512 VNNI and newer; on an AVX2 CPU (many laptops,
+# AMD EPYC) its own kernels ran the ascent 1.41x slower (docs/PERFORMANCE.md, "oneDNN on
+# every x86 CPU"). A value the user set wins.
+TENSORFLOW_ENV = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
+def tensorflow_environment() -> None:
+    """Set each of :data:`TENSORFLOW_ENV` that the environment does not set already. Call
+    before TensorFlow is first imported in the process (later calls change nothing TensorFlow
+    sees); the driver, every actor and :mod:`core.ascent` do."""
+    for name, value in TENSORFLOW_ENV.items():
+        os.environ.setdefault(name, value)

@@ -1,12 +1,16 @@
 """The precursor run (algorithms.md §3): coarse patterns → short ascent → top N → full ascent.
 
 Phase ``scores``: every selected map × every pattern index, sharded by (map, index range);
-the start images are made inside the worker from their indices. By default phase 1 is a
-successive halving (issue 12, ``core.ascent.Ascent.run_pruned``): every start runs a few
-steps, only the best of each shard and map go on (``--prune``); each row keeps the loss at
-the last step its start reached and that step (``steps``). ``--exhaustive`` runs every
-start for all ``test_epochs`` (the seed's procedure). Phase ``oips``: the top N patterns of
-every map (see :func:`top_candidates`) run for the full epochs.
+the start images are made inside the worker from their indices. By default phase 1 is
+pruned adaptively (issue 22, :mod:`core.pruning`, ``core.ascent.Ascent.run_adaptive``): a
+few starts of each shard run to the end first, and at every step the shard drops the starts
+that can no longer climb to its ``top`` best (``--prune-sample``, ``--prune-leaders``,
+``--prune-margin``). ``--prune step:keep,...`` is a fixed successive halving instead (issue 12,
+``Ascent.run_pruned``), ``--exhaustive`` runs every start for all ``test_epochs`` (the seed's
+procedure). Each row keeps the loss at the last step its start reached and that step
+(``steps``): the phase-1 image-steps of a shard are the sum of ``steps`` over its moving
+starts. Phase ``oips``: the top N patterns of every map (see :func:`top_candidates`) run for
+the full epochs.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import BadParameter
+from core.defaults import ADAPTIVE_LEADERS, ADAPTIVE_MARGIN, ADAPTIVE_SAMPLE
 from core.defaults import PRUNE_SCHEDULE as DEFAULT_PRUNE_SCHEDULE
 from core.params import check_params, param, parse_floats
 from core.patterns import check_pattern_space, coarse_patterns, precursor_images
@@ -59,19 +64,27 @@ class Cut(NamedTuple):
 
 
 PRUNE_SCHEDULE: tuple[Cut, ...] = tuple(Cut(*cut) for cut in DEFAULT_PRUNE_SCHEDULE)
+SHARD = 4096  # phase-1 patterns per shard, exhaustive or a fixed schedule (issue 12's unit of keep counts)
+ADAPTIVE_SHARD = 20_000  # with adaptive pruning: a whole map of the default grid (3^9 = 19,683)
 
 
-def parse_prune(text: str, spec: Any = None) -> tuple[Cut, ...]:
-    """'2:2048,5:128' -> (Cut(2, 2048), Cut(5, 128)). Raises ValueError (one line)."""
+ADAPTIVE = "adaptive"  # --prune's text for the adaptive rule (the value None)
+
+
+def parse_prune(text: str, spec: Any = None) -> tuple[Cut, ...] | None:
+    """'2:2048,5:128' -> (Cut(2, 2048), Cut(5, 128)); 'adaptive' -> None (no fixed
+    schedule: the adaptive rule). Raises ValueError (one line)."""
+    if text.strip().lower() == ADAPTIVE:
+        return None
     cuts = []
     for part in (part.strip() for part in text.split(",") if part.strip()):
         try:
             step, keep = (int(value) for value in part.split(":"))
         except ValueError:
-            raise ValueError(f"cannot read {part!r} (use step:keep pairs, e.g. 2:2048,5:128)") from None
+            raise ValueError(f"cannot read {part!r} (use step:keep pairs, e.g. 2:2048,5:128, or {ADAPTIVE})") from None
         cuts.append(Cut(step, keep))
     if not cuts:
-        raise ValueError("no cut given (use step:keep pairs, e.g. 2:2048,5:128; --exhaustive for none)")
+        raise ValueError(f"no cut given (use step:keep pairs, e.g. 2:2048,5:128, or {ADAPTIVE}; --exhaustive for none)")
     return tuple(cuts)
 
 
@@ -101,16 +114,29 @@ class PrecursorJob:
     levels: tuple[float, ...] = param((0.2, 0.5, 0.8), "Pixel levels a cell can take, comma-separated.",
                                       low=0.0, high=1.0, parse=parse_floats)
     test_epochs: int = param(10, "Ascent steps per pattern in phase 1 (its score).", low=0)
-    prune: tuple[Cut, ...] = param(
-        PRUNE_SCHEDULE, "Phase-1 successive halving, step:keep,...: after `step` steps only the `keep` best starts of "
-        "each map in each shard go on (cuts at steps >= --test-epochs do nothing).", parse=parse_prune,
-        text=",".join(map(str, PRUNE_SCHEDULE)))
+    prune: tuple[Cut, ...] | None = param(
+        ADAPTIVE, f"Phase-1 pruning: {ADAPTIVE} (the default: each shard drops, at every step, the starts that can no "
+        "longer climb to its --top best; see --prune-sample) or a fixed successive halving step:keep,...: after "
+        "`step` steps only the `keep` best starts of each map in each shard go on (cuts at steps >= --test-epochs "
+        f"do nothing; the issue-12 default was {','.join(map(str, PRUNE_SCHEDULE))}).", parse=parse_prune)
+    prune_sample: int | None = param(
+        ADAPTIVE_SAMPLE, "Adaptive pruning: live starts of each shard, drawn at random, that run all --test-epochs "
+        "first; from them and the leaders the shard learns how fast a start can still climb.", low=1)
+    prune_leaders: int | None = param(
+        ADAPTIVE_LEADERS, "Adaptive pruning: the best starts of each shard after one step that also run all "
+        "--test-epochs first; with the sample they set the bar (their --top-th best final loss).", low=0)
+    prune_margin: float | None = param(
+        ADAPTIVE_MARGIN, "Adaptive pruning: relative widening of how far a start is taken to be able to climb "
+        "(0 = as learned; larger drops fewer starts).", low=0.0, high=10.0)
     exhaustive: bool = param(False, "Phase 1 without pruning: every start runs all --test-epochs (the seed's "
                              "procedure; also what --prune amounts to when no cut falls before --test-epochs).")
     top: int = param(8, "Best patterns per map that get the full run.", low=1)
     full_epochs: int = param(1200, "Ascent steps of the phase-2 runs.", low=0)
     learning_rate: float = learning_rate_param()
-    patterns_per_shard: int = param(4096, "Phase-1 shard size (patterns of one map).", low=1)
+    patterns_per_shard: int | None = param(
+        None, "Phase-1 shard size (patterns of one map). Default: 20,000 with --prune adaptive (each map of the "
+        "default 3×3 grid is one shard: the rule learns from, and cuts against, the whole map), 4,096 otherwise.",
+        low=1)
     maps_per_oip_shard: int = param(16, "Phase-2 shard size (maps, each with its top patterns).", low=1)
 
     name = "precursor"
@@ -124,12 +150,23 @@ class PrecursorJob:
         if self.top > n_patterns:  # phase 2 would start from patterns that do not exist
             raise BadParameter("top", f"{self.top} patterns per map, but a {self.grid}x{self.grid} grid with "
                                       f"{len(self.levels)} levels has only {n_patterns} patterns")
-        # Only the cuts that act are kept, and no cut at all means exhaustive: the run id
-        # follows what is computed, not how it was spelled.
-        cuts = check_prune(self.prune, self.test_epochs)
-        exhaustive = self.exhaustive or not cuts
-        object.__setattr__(self, "prune", () if exhaustive else cuts)
+        # Only the cuts that act are kept, no cut at all means exhaustive, and the adaptive
+        # rule's constants are kept only when it runs: the run id follows what is computed,
+        # not how it was spelled. (The adaptive rule cuts at steps 1 .. test_epochs - 1.)
+        adaptive = self.prune is None and not self.exhaustive and self.test_epochs >= 2
+        cuts = None if self.prune is None else check_prune(self.prune, self.test_epochs)
+        exhaustive = not adaptive and (self.exhaustive or not cuts)
+        object.__setattr__(self, "prune", None if adaptive else () if exhaustive else cuts)
         object.__setattr__(self, "exhaustive", exhaustive)
+        if adaptive:
+            for name in ("prune_sample", "prune_leaders", "prune_margin"):
+                if getattr(self, name) is None:
+                    raise BadParameter(name, "is needed by the adaptive rule (--prune adaptive)")
+        else:
+            for name in ("prune_sample", "prune_leaders", "prune_margin"):
+                object.__setattr__(self, name, None)
+        if self.patterns_per_shard is None:
+            object.__setattr__(self, "patterns_per_shard", ADAPTIVE_SHARD if adaptive else SHARD)
 
     @property
     def n_patterns(self) -> int:
@@ -222,9 +259,17 @@ class ScoresPhase(CNNPhase):
         images = precursor_images(patterns, job.grid, job.levels)
         map_ids = np.full(len(patterns), map_id)
         # A shard holds one map: conv3 computes that map alone (slice_map). The exhaustive
-        # run is the empty schedule, so both modes give bit-identical survivors.
-        result = session.ascent([job.layer]).run_pruned(images, job.layer, map_ids, job.test_epochs, job.prune,
-                                                        job.learning_rate, slice_map=True)
+        # run is the empty schedule, so every mode gives bit-identical survivors. The
+        # adaptive rule's random sample is seeded by the shard (map, first pattern): a shard's
+        # result depends on nothing else.
+        ascent = session.ascent([job.layer])
+        if job.prune is None:
+            result = ascent.run_adaptive(images, job.layer, map_ids, job.test_epochs, job.top, job.prune_sample,
+                                         job.prune_leaders, job.prune_margin, seed=(map_id, start),
+                                         learning_rate=job.learning_rate, slice_map=True)
+        else:
+            result = ascent.run_pruned(images, job.layer, map_ids, job.test_epochs, job.prune, job.learning_rate,
+                                       slice_map=True)
         table = pa.table(
             {"layer": [job.layer] * len(patterns), "map": map_ids.astype(np.int32), "pattern": patterns,
              "loss": result.losses, "steps": result.epochs_reached.astype(np.int32)},

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
 import numpy as np
 import pytest
 
@@ -183,16 +186,135 @@ def _pool_gradient_kernels(run) -> list[str]:
     return [name.rsplit(":", 1)[1] for name in op_seconds(run) if "/MaxPoolGrad:" in name]
 
 
+def _onednn_expected() -> bool:
+    """oneDNN's kernels are expected on every x86 CPU, unless the user turned them off."""
+    user_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() in ("0", "false")
+    return platform.machine().lower() in ("x86_64", "amd64") and not user_off
+
+
+@pytest.mark.skipif(not _onednn_expected(), reason="not an x86 CPU, or TF_ENABLE_ONEDNN_OPTS=0 set by the user")
 def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts):
     """With the step inlined into the while loop, about one trace in three ran a
     MaxPoolGrad on TensorFlow's own kernel (~10× slower than oneDNN's), at random. Five
     fresh traces (ten pooling gradients) all get oneDNN's; the old code passed this about
-    one time in ten."""
+    one time in ten. Runs on AVX2 CPUs too, where TensorFlow alone would not use oneDNN
+    (core.defaults.TENSORFLOW_ENV turns it on)."""
     kernels = []
     for trace in range(5):
         ascent = Ascent(trained_model[0], ["conv3"], chunk_size=64)
         kernels += _pool_gradient_kernels(
             lambda: ascent.run_maps(starts[:64], "conv3", np.full(64, 3), 2, slice_map=bool(trace % 2)))
-    if not any(kernel.startswith("_Mkl") for kernel in kernels):
-        pytest.skip("this TensorFlow does not run oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=0 or not x86)")
     assert len(kernels) == 10 and all(kernel == "_MklNativeMaxPoolGrad" for kernel in kernels), kernels
+
+
+@pytest.mark.parametrize("objective", ["conv3", "conv3 sliced", "conv2 + conv3", "conv1"])
+def test_a_step_is_the_plain_gradient_step_of_the_keras_model(trained_model, starts, objective):
+    """The step's shortcuts (pixels cropped to what the layers read, pooling before the ReLU,
+    the first convolution's pixel gradient as a matrix product) compute the step of the
+    algorithm: x + η·g / rms(g), with g the gradient of the objective through the Keras model
+    itself, to float round-off."""
+    import tensorflow as tf
+
+    model, _ = trained_model
+    layers = {"conv3": ["conv3"], "conv3 sliced": ["conv3"], "conv2 + conv3": ["conv2", "conv3"], "conv1": ["conv1"]}[objective]
+    ascent = Ascent(model, layers, chunk_size=32)
+    images = starts[:40]
+    rng = np.random.default_rng(5)
+    weights = [rng.uniform(0, 1, (len(images), n)).astype(np.float32) * (rng.uniform(size=(len(images), 1)) < 0.5)
+               for n in ascent.n_maps]
+    if objective == "conv3 sliced":
+        result = ascent.run_maps(images, "conv3", np.full(len(images), 7), 1, record_epochs=[0, 1], slice_map=True)
+        weights = ascent.map_objective("conv3", np.full(len(images), 7))
+    else:
+        result = ascent.run(images, weights, 1, record_epochs=[0, 1], skip_frozen=False)
+
+    x = tf.constant(images[..., None])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs, a = {}, x
+        for layer in model.layers[: max(model.layers.index(model.get_layer(name)) for name in layers) + 1]:
+            a = outputs[layer.name] = layer(a, training=False)  # the model's own layers, full 28x28 input
+        losses = tf.add_n([tf.reduce_sum(tf.reduce_mean(outputs[name], axis=[1, 2]) * w, axis=1)
+                           for name, w in zip(layers, weights)])
+        total = tf.reduce_sum(losses)
+    gradient = tape.gradient(total, x).numpy()[..., 0]
+    rms = np.sqrt(np.mean(gradient**2, axis=(1, 2), keepdims=True))
+    expected = images + 0.05 * gradient / (rms + 1e-8)
+    np.testing.assert_allclose(result.history[0], losses.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.images, expected, rtol=0, atol=2e-5)
+    assert np.abs(result.images - images).max() > 0.01  # the step moved the images
+
+
+# ----- adaptive pruning (issue 22) ------------------------------------------------------------
+def test_climb_bound_drops_only_starts_that_cannot_reach_the_bar():
+    from core.pruning import ClimbBound
+
+    # three finished starts, 3 steps: finals 0.5, 0.8, 1.3 (the bar for top 2: 0.8); the highest
+    # rate per step 0.1, 0.2, 0.2; a rate rose by at most 0.1 from one step to the next
+    history = np.array([[0.0, 0.5, 1.0], [0.1, 0.6, 1.1], [0.3, 0.7, 1.2], [0.5, 0.8, 1.3]])
+    bound = ClimbBound.learn(history, top=2, margin=0.0)
+    assert bound.bar == pytest.approx(0.8) and bound.max_speedup == pytest.approx(0.1)
+    np.testing.assert_allclose(bound.max_rates, [0.1, 0.2, 0.2])
+    # at step 1, two steps to go, each gaining at most min(0.2, own rate + 0.1 per step ahead)
+    losses, previous = np.array([0.35, 0.46, 0.30, 0.43]), np.array([0.30, 0.41, 0.10, 0.38])
+    np.testing.assert_array_equal(bound.keep(1, losses, previous, running_rate=0.1),
+                                  [False, True, False, False])  # 0.35+0.15+0.2, 0.46+0.35, 0.30+0.2+0.2, 0.43+0.35
+    # a start still running that climbs faster than every finished one (0.2 > 0.1 at step 1)
+    # raises every ceiling in proportion: the fast start at 0.30 may now reach the bar
+    np.testing.assert_array_equal(bound.keep(1, losses, previous, running_rate=0.2), [False, True, True, True])
+    # the margin widens both limits by 5 % per step still to run (+ 1): 0.43 + 0.165 + 0.23 >= 0.8
+    widened = ClimbBound.learn(history, top=2, margin=0.05)
+    assert widened.widening(1) == pytest.approx(1.15)
+    np.testing.assert_array_equal(widened.keep(1, losses, previous, running_rate=0.1), [False, True, False, True])
+    # at step 0 no start has a rate yet: the ceilings alone, 0.1 + 0.2 + 0.2 from the start
+    np.testing.assert_array_equal(bound.keep(0, np.array([0.29, 0.31])), [False, True])
+    # fewer finished starts than top: no bar, nothing dropped
+    assert ClimbBound.learn(history[:, :1], top=2, margin=0.0).keep(1, losses, previous, 0.1).all()
+
+
+@pytest.fixture(scope="module")
+def shard():
+    """1,968 coarse patterns (every 10th pattern of the default 3x3 grid)."""
+    return precursor_images(np.arange(0, 19683, 10), 3, LEVELS)
+
+
+def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps(ascent, shard):
+    from core.defaults import ADAPTIVE_LEADERS, ADAPTIVE_MARGIN, ADAPTIVE_SAMPLE
+    from core.pruning import replay
+
+    saved = []
+    for map_id in (3, 20, _live_map(ascent, shard[:300], 280)):  # one map per shard, as phase 1 has it
+        map_ids = np.full(len(shard), map_id)
+        full = ascent.run_maps(shard, "conv3", map_ids, 10, record_epochs=range(11), slice_map=True)
+        adaptive = ascent.run_adaptive(shard, "conv3", map_ids, 10, top=8, seed=(map_id, 0), slice_map=True)
+        live = full.history[0] != 0
+        exact_top = set(np.lexsort((np.arange(len(shard)), -full.losses))[:8])
+        assert set(adaptive.ranking()[:8]) == exact_top, map_id
+        survivors = adaptive.epochs_reached == 10
+        np.testing.assert_array_equal(adaptive.images[survivors], full.images[survivors])
+        np.testing.assert_array_equal(adaptive.losses[survivors], full.losses[survivors])
+        # a start dropped at step s reports its loss after s steps
+        np.testing.assert_array_equal(adaptive.losses, full.history[adaptive.epochs_reached, np.arange(len(shard))])
+        assert adaptive.image_steps == int(np.where(live, adaptive.epochs_reached, 0).sum())
+        # the same decisions replayed on the recorded losses (what the benchmarks rely on)
+        reached, steps = replay(full.history, 8, ADAPTIVE_SAMPLE, ADAPTIVE_LEADERS, ADAPTIVE_MARGIN,
+                                np.random.default_rng([map_id, 0, map_id]))
+        np.testing.assert_array_equal(reached, adaptive.epochs_reached)
+        assert steps == adaptive.image_steps
+        saved.append((adaptive.image_steps, live.sum() * 10))
+    assert sum(s for s, _ in saved) < 0.6 * sum(e for _, e in saved)  # it prunes
+    # same starts, same seed: the same result; a shard's outcome depends on nothing else
+    again = ascent.run_adaptive(shard, "conv3", np.full(len(shard), 3), 10, top=8, seed=(3, 0), slice_map=True)
+    first = ascent.run_adaptive(shard, "conv3", np.full(len(shard), 3), 10, top=8, seed=(3, 0), slice_map=True)
+    np.testing.assert_array_equal(again.epochs_reached, first.epochs_reached)
+
+
+def test_adaptive_pruning_runs_small_shards_to_the_end_and_checks_its_constants(ascent, starts):
+    map_ids = np.full(100, _live_map(ascent, starts, 50))
+    small = ascent.run_adaptive(starts[:100], "conv3", map_ids, 4, top=8, sample=32, leaders_count=64, seed=1)
+    assert np.all(small.epochs_reached == 4)  # no more live starts than sample + leaders + top
+    np.testing.assert_array_equal(small.losses, ascent.run_maps(starts[:100], "conv3", map_ids, 4).losses)
+    for name, kwargs in (("sample", {"sample": 0}), ("leaders", {"leaders_count": -1}), ("margin", {"margin": -0.1}),
+                         ("top", {"top": 0})):
+        with pytest.raises(BadParameter, match=name):
+            ascent.run_adaptive(starts[:10], "conv3", map_ids[:10], 4, **{"top": 8, **kwargs})

@@ -187,3 +187,52 @@ def test_readme_pandas_example_runs_on_a_result(reference, monkeypatch, capsys):
     assert len(namespace["best"]) == oips["map"].nunique()
     assert namespace["images"].shape == (oips["map"].nunique(), 28, 28)
     assert "dead maps:" in capsys.readouterr().out
+
+
+def test_actors_run_onednn_unless_their_environment_says_otherwise(trained_model_path, ray_local):
+    import platform
+
+    import ray
+
+    from cluster.worker import remote_worker_class
+
+    expected = True if platform.machine().lower() in ("x86_64", "amd64") else False
+    worker_class = remote_worker_class()
+    default = worker_class.options(num_cpus=1).remote(1, False, 32)
+    user_off = worker_class.options(num_cpus=1, runtime_env={"env_vars": {"TF_ENABLE_ONEDNN_OPTS": "0"}}).remote(1, False, 32)
+    try:
+        settings = ray.get([default.settings.remote(), user_off.settings.remote()])
+    finally:
+        for actor in (default, user_off):
+            ray.kill(actor)
+    assert (settings[0]["onednn"], settings[0]["onednn_env"]) == (expected, "1")
+    assert (settings[1]["onednn"], settings[1]["onednn_env"]) == (False, "0")
+
+
+# the default phase 1 (adaptive pruning) on shards large enough for the rule to act
+ADAPTIVE = ["precursor", "--maps", "3,7", "--grid", "2", "--levels", "0.1,0.3,0.5,0.7,0.9", "--test-epochs", "5",
+            "--top", "4", "--full-epochs", "20", "--patterns-per-shard", "320", "--prune-sample", "16",
+            "--prune-leaders", "16", "--actors", "2", "--chunk-size", "32"]
+
+
+def test_adaptive_phase_1_finds_the_exhaustive_top_candidates_with_fewer_steps(tmp_path_factory, trained_model_path,
+                                                                              ray_local):
+    adaptive_path, adaptive_scores, adaptive_oips = run_once(tmp_path_factory.mktemp("adaptive"), ADAPTIVE,
+                                                             trained_model_path)
+    full_path, full_scores, full_oips = run_once(tmp_path_factory.mktemp("adaptive-exhaustive"),
+                                                 [*ADAPTIVE, "--exhaustive"], trained_model_path)
+    params = json.loads((adaptive_path / "_manifest.json").read_text())["params"]
+    assert (params["prune"], params["prune_sample"], params["prune_leaders"], params["exhaustive"]) == (None, 16, 16, False)
+    full_params = json.loads((full_path / "_manifest.json").read_text())["params"]
+    assert (full_params["prune"], full_params["prune_sample"], full_params["exhaustive"]) == ([], None, True)
+    # the same candidates for phase 2, hence the same OIPs
+    columns = ["map", "rank", "pattern", "score", "loss", "alive"]
+    pd.testing.assert_frame_equal(adaptive_oips[columns], full_oips[columns])
+    # every start reports its loss after the steps it ran, as the exhaustive run had it then
+    both = adaptive_scores.merge(full_scores, on=["map", "pattern"], suffixes=("", "_full"))
+    finished = both[both["steps"] == 5]
+    np.testing.assert_array_equal(finished["loss"], finished["loss_full"])
+    # fewer image-steps (frozen starts, loss 0 all along, count none)
+    moving = (full_scores["loss"] != 0) | (adaptive_scores["loss"] != 0)
+    assert adaptive_scores.loc[moving, "steps"].sum() < 0.8 * full_scores.loc[moving, "steps"].sum()
+    assert set(adaptive_scores["steps"]) - {5} <= {0, 1, 2, 3, 4}

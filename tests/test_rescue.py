@@ -18,7 +18,7 @@ from jobs.precursor import PrecursorJob
 from jobs.rescue import PRECURSOR, PRECURSOR_EXHAUSTIVE, RANDOM, WARMUPS, RescueExperiment, compare, method_summary
 from jobs.train import MODEL_SCHEMA, TrainJob
 
-TINY = dict(seeds=(0, 1), maps=(0, 1, 2), restarts=3, epochs=60, warmup=50, grid=2, test_epochs=3, top=2)
+TINY = dict(seeds=(0, 1), maps=(0, 1, 2), restarts=3, epochs=60, warmup=50, grid=2, test_epochs=1, top=2)
 DEAD = {(0, 1), (1, 0), (1, 2)}  # (seed, map) where every random start of the fake runs ends at loss 0
 
 
@@ -74,7 +74,8 @@ def test_the_runs_it_plans_start_every_method_from_the_same_images():
         ((1,), False), ((1,), True), ((0, 2), False), ((0, 2), True)]
     assert all(step.job.full_epochs == 60 and step.job.top == 2 for step in precursors)
     assert all(step.model is not None and step.model.dense_units == 4 for step in steps[1:6])
-    # 3 test epochs: no cut of the pruning acts, so the pruned run is the exhaustive one, run once
+    # 1 test epoch: no cut of the pruning acts (the adaptive rule cuts after step 1 at the earliest),
+    # so the pruned run is the exhaustive one, run once
     assert [type(step.job).__name__ for step in planned(RescueExperiment(**{**TINY, "exhaustive": True}))].count(
         "PrecursorJob") == 2
     everything = planned(RescueExperiment(**{**TINY, "precursor_maps": "all"}))
@@ -84,7 +85,7 @@ def test_the_runs_it_plans_start_every_method_from_the_same_images():
 def test_the_summary_compares_every_method_on_every_map():
     steps = planned(RescueExperiment(**TINY))
     summary = steps[-1].job
-    assert summary.params()["runs"]["1/precursor"] == "pre1True"  # its run id follows the runs it compares (3 test epochs: exhaustive)
+    assert summary.params()["runs"]["1/precursor"] == "pre1True"  # its run id follows the runs it compares (1 test epoch: exhaustive)
     models = summary.phases()[0].shards({})[0].payload.to_pandas()
     assert models["test_accuracy"].tolist() == [0.8, 0.81]
     comparison = summary.phases()[1].shards({})[0].payload.to_pandas().set_index(["seed", "map", "method"])
