@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from cli_output import one_error_line
-from test_runtime import private_ray_folders, process_tree
+from tests.support.cli_output import one_error_line
+from tests.support.processes import private_ray_folders, process_tree
 
 from cluster.files import is_temporary
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from cli_output import one_error_line
+from tests.support.cli_output import one_error_line
 
 from cluster.store import run_id
 from jobs.precursor import PrecursorJob

@@ -1,6 +1,6 @@
 """dreamctl beyond one Ray node, all on this machine and on 127.0.0.1 (docs/CLUSTER.md):
 
-1. a 3-node cluster (``ray.cluster_utils.Cluster``, tests/multinode_script.py in a process
+1. a 3-node cluster (``ray.cluster_utils.Cluster``, tests/support/multinode_script.py in a process
    of its own): kmeans tasks and precursor actors spread over the nodes, each shard's node
    in the manifest; a worker node removed mid-run loses and duplicates nothing, and the
    result equals a one-node run's;
@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 
 from cluster.scheduler import IN_FLIGHT_PER_WORKER
-from tests.test_runtime import LOOPBACK_IPS, listening_sockets, process_tree
+from tests.support.processes import LOOPBACK_IPS, listening_sockets, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -100,13 +100,13 @@ def short_temp_dir() -> Path:
 # ----- 1 and 2: the 3-node cluster -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def multinode(trained_model_path, tmp_path_factory):
-    """Run tests/multinode_script.py once: (its JSON report, its results folder)."""
+    """Run tests/support/multinode_script.py once: (its JSON report, its results folder)."""
     out = tmp_path_factory.mktemp("multinode")
     temp_root = short_temp_dir()
     try:
         env = ray_env(new_token(temp_root), temp_root)
         del env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]  # the script sets it for its nodes, not its driver
-        script = subprocess.Popen([sys.executable, str(ROOT / "tests" / "multinode_script.py"),
+        script = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "multinode_script.py"),
                                    str(trained_model_path), str(out)], cwd=ROOT, env=env, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   start_new_session=True)  # its own group: no Ray signal reaches pytest

@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from tests.cli_output import one_error_line
-from tests.test_precursor import SMALL, read, run_once
+from tests.support.cli_output import one_error_line
+from tests.support.precursor_runs import SMALL, read, run_once
 
 BUCKET = "dreamctl-results"
 

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_output import one_error_line
-from test_runtime import LOOPBACK_IPS, HTTP2Greeter, listening_sockets, private_ray_folders, process_tree
+from tests.support.cli_output import one_error_line
+from tests.support.processes import LOOPBACK_IPS, listening_sockets, private_ray_folders, process_tree
+from tests.support.servers import HTTP2Greeter
 
 DREAMCTL = Path(sys.executable).with_name("dreamctl")
 INTERRUPTED = "interrupted: finished shards are saved; rerun the same command to resume"

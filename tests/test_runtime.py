@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -22,9 +20,10 @@ import pytest
 
 from cluster.runtime import check_address, check_resources, check_ray_address, parse_address, ray_session
 from core.errors import BadInput, BadParameter
+from tests.support.processes import LOOPBACK_IPS
+from tests.support.servers import HTTP2Greeter, Listener
 
 ROOT = Path(__file__).parents[1]
-LOOPBACK_IPS = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
 def closed_port() -> int:
@@ -115,34 +114,6 @@ def test_auto_follows_ray_address_variable(monkeypatch):
     assert parse_address("auto").endpoint == "127.0.0.1:6380"
 
 
-class Listener:
-    """A TCP server on 127.0.0.1 that accepts and then says ``reply`` (or nothing)."""
-
-    def __init__(self, reply: bytes | None):
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.reply = reply
-        self.connections = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-            if self.reply is not None:
-                connection.recv(1024)
-                connection.sendall(self.reply)
-                connection.close()
-
-    def close(self):
-        for connection in self.connections:
-            connection.close()
-        self.server.close()
-
-
 @pytest.mark.parametrize("reply, heard", [
     (None, "no gRPC answer within 1 s"),
     (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "not gRPC"),
@@ -158,24 +129,6 @@ def test_a_listener_that_is_not_ray_is_refused(reply, heard):
         assert f"127.0.0.1:{listener.port}" in str(caught.value) and heard in str(caught.value)
     finally:
         listener.close()
-
-
-class HTTP2Greeter(Listener):
-    """Answers the HTTP/2 greeting (a SETTINGS frame and its acknowledgement) as any gRPC
-    server does, then never says anything: not Ray, but it passes the greeting check."""
-
-    def __init__(self):
-        super().__init__(None)
-
-    def _serve(self):
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-            connection.recv(1024)
-            connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
 
 
 class FakeRay:
@@ -327,7 +280,7 @@ PROBE = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import ray
     from cluster.runtime import check_address, ray_session
-    from tests.test_runtime import listening_sockets, process_tree
+    from tests.support.processes import listening_sockets, process_tree
 
     with ray_session(num_cpus=1) as info:
         @ray.remote(num_cpus=0)
@@ -349,63 +302,6 @@ PROBE = textwrap.dedent("""
                           "listeners": listening_sockets(pids), "temp_mode": temp.st_mode & 0o7777,
                           "temp_uid": temp.st_uid, "sessions": os.listdir(os.path.join(info.temp_dir, "ray"))}))
 """)
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants (Linux /proc)."""
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue  # the process just ended
-        for task in tasks:
-            try:
-                todo += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-            except OSError:
-                pass  # the thread just ended
-    return found
-
-
-def private_ray_folders(pids) -> set[str]:
-    """The private folders (cluster.runtime.private_temp_dir) of the local Rays whose
-    processes are among ``pids``, read from their command lines."""
-    found = set()
-    for pid in pids:
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        found.update(re.findall(r"(/[^\0 ]*?/dreamctl-ray-[^/\0 ]+)/ray/", command))
-    return found
-
-
-def listening_sockets(pids: list[int]) -> list[dict]:
-    """Listening TCP sockets (IPv4 and IPv6) held by ``pids``: pid, command, ip, port."""
-    by_inode = {}
-    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != "0A":  # TCP_LISTEN
-                continue
-            hex_ip, hex_port = fields[1].split(":")
-            raw = bytes.fromhex(hex_ip)  # 32-bit words in host (little-endian) order
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            by_inode[fields[9]] = (socket.inet_ntop(family, raw), int(hex_port, 16))
-    found = []
-    for pid in pids:
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue  # ended meanwhile
-        for link in links:
-            if link.startswith("socket:[") and link[8:-1] in by_inode:
-                ip, port = by_inode[link[8:-1]]
-                found.append({"pid": pid, "command": os.path.basename(command), "ip": ip, "port": port})
-    return found
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -9,7 +9,7 @@ import pytest
 
 from cluster.store import PartChanged, RunStore, read_run_metadata
 from jobs.base import Shard
-from run_files import commit_path, part_path, phase_dir, run_dir
+from tests.support.run_files import commit_path, part_path, phase_dir, run_dir
 
 SCHEMA = pa.schema([("map", pa.int32()), ("loss", pa.float32())])
 

@@ -15,7 +15,7 @@ from cluster.model_file import atomic_path
 from cluster.storage import LocalBackend
 from cluster.store import RunStore
 from core.errors import BadInput, JobFailed
-from run_files import part_path, phase_dir, run_dir
+from tests.support.run_files import part_path, phase_dir, run_dir
 
 PART = SimpleNamespace(shard_id="a", n_rows=2)  # what the store reads of a jobs.base.Shard
 ROWS = pa.table({"map": pa.array([1, 2], pa.int32())})

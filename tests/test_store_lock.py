@@ -17,7 +17,7 @@ import pytest
 
 from cluster.store import RunStore
 from core.errors import BadInput
-from run_files import part_path, run_dir
+from tests.support.run_files import part_path, run_dir
 
 ROOT = Path(__file__).parents[1]
 PART = SimpleNamespace(shard_id="a", n_rows=2)  # what the store reads of a jobs.base.Shard

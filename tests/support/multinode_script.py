@@ -1,7 +1,7 @@
 """Run dreamctl jobs on a 3-node Ray cluster on this machine (``ray.cluster_utils.Cluster``)
 and print one JSON report; run by tests/test_multinode.py in a process of its own.
 
-    python tests/multinode_script.py MODEL OUT
+    python tests/support/multinode_script.py MODEL OUT
 
 Nodes: a head and two workers, 1 CPU each, all on 127.0.0.1 (token auth comes from the
 environment the test sets). Steps, each through ``cli.app.main`` with ``--address``:
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import ray  # noqa: E402
@@ -35,7 +35,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 import cluster.scheduler  # noqa: E402
 import cluster.store  # noqa: E402
 from cli.app import main  # noqa: E402
-from tests.test_runtime import listening_sockets, process_tree  # noqa: E402
+from tests.support.processes import listening_sockets, process_tree  # noqa: E402
 
 # Ray's processes bind to all interfaces on Linux unless clusters are "disabled" (read by
 # each process at import): the nodes started from here inherit this and stay on 127.0.0.1,

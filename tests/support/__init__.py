@@ -1,0 +1,1 @@
+"""Helpers the tests share (not tests: nothing here is collected)."""
