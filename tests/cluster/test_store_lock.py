@@ -19,7 +19,7 @@ from cluster.store import RunStore
 from core.errors import BadInput
 from tests.support.run_files import part_path, run_dir
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PART = SimpleNamespace(shard_id="a", n_rows=2)  # what the store reads of a jobs.base.Shard
 HOLDER = """
 import sys, time

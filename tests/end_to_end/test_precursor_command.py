@@ -152,7 +152,7 @@ def test_readme_pandas_example_runs_on_a_result(reference, monkeypatch, capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     path, _, oips = reference
     monkeypatch.chdir(path.parents[2])  # the folder that holds results/

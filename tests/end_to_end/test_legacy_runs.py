@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-FIXTURE = Path(__file__).parent / "fixtures" / "legacy_results"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "legacy_results"
 KMEANS = ("kmeans", "sweep", "--k", "10,20", "--samples", "600", "--n-init", "1", "--silhouette", "300")
 CLUSTERS = ("experiment", "clusters", "--k", "10", "--epochs", "3", "--n-init", "1")
 

@@ -23,7 +23,7 @@ from core.errors import BadInput, BadParameter
 from tests.support.processes import LOOPBACK_IPS
 from tests.support.servers import HTTP2Greeter, Listener
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def closed_port() -> int:

@@ -36,7 +36,7 @@ import pytest
 from cluster.scheduler import IN_FLIGHT_PER_WORKER
 from tests.support.processes import LOOPBACK_IPS, listening_sockets, process_tree
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PRECURSOR = ["precursor", "--maps", "3,7", "--grid", "2", "--full-epochs", "20", "--patterns-per-shard", "16"]
 N_SCORE_SHARDS = 2 * 6  # 2 maps x ceil(81 patterns / 16)

@@ -355,7 +355,7 @@ def test_cli_nan_labels_exit_2(cli, capsys, tmp_path):
 
 # ----- --data mnist: Keras's cache, else Keras's own download (issue 21) ----------------
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The full MNIST in Keras's format, for the tests that copy it into a temporary HOME; never
 # read by dreamctl itself (see ../shared/data/README.md).
 SHARED_MNIST = os.environ.get("DREAMCTL_MNIST_NPZ", os.path.join(os.path.dirname(REPO), "shared", "data", "mnist.npz"))
