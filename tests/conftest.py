@@ -1,4 +1,5 @@
-"""Shared fixtures: a small trained CNN and one local Ray (2 CPUs) for the whole session."""
+"""Shared fixtures: a small trained CNN and one local Ray (2 CPUs) for the whole session, dreamctl
+in-process, an empty HOME."""
 
 from __future__ import annotations
 
@@ -57,3 +58,13 @@ def cli(monkeypatch, tmp_path):
 
     monkeypatch.chdir(tmp_path)
     return lambda *args: main([str(arg) for arg in args])
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty HOME (no Keras cache), set after core.data was imported, no KERAS_HOME."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    return folder

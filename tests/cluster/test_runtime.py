@@ -1,5 +1,6 @@
 """Ray runtime: a wrong address fails fast with one line, impossible actor shapes are
-refused before any actor starts, and a local Ray of ours listens on 127.0.0.1 only.
+refused before any actor starts, and a local Ray of ours listens on 127.0.0.1 only (the
+suite's own Ray too).
 
 Only 127.0.0.1 is ever contacted here: no test lets ``ray.init`` run on an address (Ray
 would rewrite 127.0.0.1 to the machine's routable IP).
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,17 +20,10 @@ import pytest
 
 from cluster.runtime import check_address, check_resources, check_ray_address, parse_address, ray_session
 from core.errors import BadInput, BadParameter
-from tests.support.processes import LOOPBACK_IPS
-from tests.support.servers import HTTP2Greeter, Listener
+from tests.support.processes import LOOPBACK_IPS, listening_sockets, process_tree
+from tests.support.servers import HTTP2Greeter, Listener, closed_port
 
 ROOT = Path(__file__).parents[2]
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound once, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -337,3 +330,21 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
         time.sleep(0.5)
     assert not [pid for pid in report["pids"] if os.path.exists(f"/proc/{pid}")]
     assert not os.path.lexists(temp_dir)  # ... and no session folder is left behind
+
+
+# ----- 4. the test suite's own Ray is started as dreamctl starts its own ---------------------
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_suites_own_ray_is_started_as_dreamctl_starts_its_own(ray_local):
+    """tests/conftest.py's Ray listened on all interfaces (0.0.0.0 / ::) while the suite ran."""
+    from ray._private import worker
+
+    from cluster.runtime import _token_auth_enabled
+
+    listeners = listening_sockets(process_tree(os.getpid()))
+    assert {"gcs_server", "raylet"} <= {item["command"] for item in listeners}
+    exposed = [item for item in listeners if item["ip"] not in LOOPBACK_IPS]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert _token_auth_enabled()
+    private = Path(worker._global_node.get_temp_dir_path()).parent  # .../dreamctl-ray-XXXXXXXX/ray
+    info = private.stat()
+    assert private.name.startswith("dreamctl-ray-") and (info.st_mode & 0o777, info.st_uid) == (0o700, os.getuid())

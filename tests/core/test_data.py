@@ -2,13 +2,12 @@
 ``--data mnist`` is Keras's cache, else Keras's own download (offline: one line, exit 2).
 
 Each case builds the bad data set in tmp_path and loads it the way the CLI does,
-``load_dataset(str(path))``. Two cases also go through ``dreamctl`` itself (exit code 2,
-one line on stderr).
+``load_dataset(str(path))``. Through ``dreamctl`` itself (exit code 2, one line on stderr):
+tests/cli/test_bad_input.py.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import signal
@@ -21,45 +20,7 @@ import pytest
 
 from core.data import IDX_NAMES, load_dataset
 from core.errors import BadInput
-
-N_TRAIN, N_TEST = 50, 20
-
-
-def good_arrays() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {
-        "x_train": rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, N_TEST, dtype=np.uint8),
-    }
-
-
-def idx_bytes(array: np.ndarray, shape=None, type_byte: int = 0x08, magic: bytes = b"\0\0") -> bytes:
-    """An IDX file: magic, type, dims, big-endian sizes, then the array's bytes."""
-    shape = array.shape if shape is None else shape
-    header = magic + bytes([type_byte, len(shape)]) + b"".join(int(n).to_bytes(4, "big") for n in shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def idx_folder(root, gz: bool = False, **files: bytes):
-    """The four IDX files of good_arrays() in ``root``; ``files`` replaces some by raw bytes."""
-    root.mkdir(exist_ok=True)
-    arrays = good_arrays()
-    for key, name in IDX_NAMES.items():
-        data = files.get(key, idx_bytes(arrays[key]))
-        if gz:
-            (root / f"{name}.gz").write_bytes(gzip.compress(data))
-        else:
-            (root / name).write_bytes(data)
-    return root
-
-
-def npz_file(path, **arrays):
-    """An .npz of good_arrays() with some arrays replaced (None drops one)."""
-    contents = {**good_arrays(), **arrays}
-    np.savez(path, **{key: value for key, value in contents.items() if value is not None})
-    return path
+from tests.support.data_files import N_TEST, N_TRAIN, cache_contents, good_arrays, idx_bytes, idx_folder, npz_file
 
 
 def assert_bad(path, *words: str) -> str:
@@ -327,32 +288,6 @@ def test_npz_labels_must_be_classes_0_to_9_one_per_image(tmp_path, labels, words
     assert_bad(npz_file(tmp_path / "mnist.npz", y_train=labels), "y_train", *words)
 
 
-# ----- through the CLI: exit code 2 and one line, not "interrupted" or a traceback ------
-
-def assert_one_line_exit_2(cli, capsys, path, *words: str) -> None:
-    exit_code = cli("--data", path, "kmeans", "sweep", "--k", "2,3")
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert exit_code == 2, captured.err
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert path.name in lines[0] and all(word in lines[0] for word in words), lines[0]
-    assert "interrupted" not in captured.err and "Traceback" not in captured.err
-    assert captured.out == ""
-
-
-def test_cli_truncated_gz_exits_2_not_interrupted(cli, capsys, tmp_path):
-    # gzip's EOFError used to reach typer, which treats EOFError as Ctrl-D: exit 3, "interrupted".
-    folder = idx_folder(tmp_path / "f", gz=True)
-    part = folder / f"{IDX_NAMES['x_test']}.gz"
-    part.write_bytes(part.read_bytes()[:300])
-    assert_one_line_exit_2(cli, capsys, folder, part.name, "truncated")
-
-
-def test_cli_nan_labels_exit_2(cli, capsys, tmp_path):
-    path = npz_file(tmp_path / "mnist.npz", y_test=np.full(N_TEST, np.nan))
-    assert_one_line_exit_2(cli, capsys, path, "y_test", "NaN")
-
-
 # ----- --data mnist: Keras's cache, else Keras's own download (issue 21) ----------------
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -361,22 +296,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SHARED_MNIST = os.environ.get("DREAMCTL_MNIST_NPZ", os.path.join(os.path.dirname(REPO), "shared", "data", "mnist.npz"))
 needs_full_mnist = pytest.mark.skipif(not os.path.isfile(SHARED_MNIST),
                                       reason=f"no full MNIST at {SHARED_MNIST} (set DREAMCTL_MNIST_NPZ)")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """An empty HOME (no Keras cache), set after core.data was imported, no KERAS_HOME."""
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("HOME", str(folder))
-    monkeypatch.delenv("KERAS_HOME", raising=False)
-    return folder
-
-
-def cache_contents(folder) -> list[str]:
-    """Everything in a Keras datasets folder, hidden names included."""
-    datasets = folder / "datasets"
-    return sorted(os.listdir(datasets)) if datasets.is_dir() else []
 
 
 @needs_full_mnist
@@ -431,47 +350,6 @@ def test_download_url_and_hash_are_those_of_keras_load_data():
     assert KERAS_MNIST_SHA256 in source
     folder, name = KERAS_MNIST_URL.rsplit("/", 1)
     assert f'"{folder}/"' in source and name == "mnist.npz"
-
-
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def bounded():
-    """Fail a test that takes more than 120 s (an offline download must not hang)."""
-    def on_alarm(signum, frame):
-        raise TimeoutError("the download did not give up within 120 s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-def test_cli_mnist_offline_exits_2_saying_where_to_put_the_file(cli, capfd, monkeypatch, home, bounded):
-    # Offline for real on any machine: Keras's own URL through a proxy nobody listens on
-    # (urllib honours https_proxy); here DNS fails as well.
-    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
-    for name in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    exit_code = cli("--data", "mnist", "kmeans", "sweep", "--k", "2,3")
-    captured = capfd.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert exit_code == 2, captured.err
-    cache = home / ".keras" / "datasets" / "mnist.npz"
-    assert lines[-1].startswith("error: --data mnist: ") and str(cache) in lines[-1], lines
-    assert "download failed" in lines[-1] and "--data PATH.npz" in lines[-1], lines[-1]
-    assert len(lines) == 1, lines  # Keras's "Downloading data from" only once a download starts
-    assert "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz" in lines[0]
-    assert "Traceback" not in captured.err and captured.out == ""
-    assert cache_contents(home / ".keras") == []  # no file, no half file, no staging folder
 
 
 def test_a_cache_folder_that_cannot_be_made_is_bad_input(home):

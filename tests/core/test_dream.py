@@ -1,10 +1,11 @@
-"""Deep dreams (algorithms.md §4): carving raises the map's activation, detail re-injection is
-lossless, tiles leave no seams, bad input exits 2, and the job runs, writes and resumes."""
+"""core.dream, deep dreams (algorithms.md §4): carving raises the map's activation, detail
+re-injection is lossless, tiles leave no seams, a weighted objective is the weighted sum of
+its terms, a dream does not depend on its batch. The job through Ray:
+tests/end_to_end/test_dream_command.py; bad input: tests/cli/test_bad_input.py."""
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from core.errors import BadInput
@@ -65,7 +66,7 @@ def seam_ratios(change: np.ndarray, grid: int, band: int = 3) -> tuple[float, fl
     return float(np.mean(grad_on) / np.mean(grad_off)), float(np.mean(amp_on) / np.mean(amp_off))
 
 
-# ----- core: the math -------------------------------------------------------------------------
+# ----- the math ------------------------------------------------------------------------------
 def test_one_carving_iteration_raises_the_maps_activation(conv3, standardization):
     from core.dream import carve, resize
 
@@ -150,83 +151,3 @@ def test_a_dream_does_not_depend_on_its_batch(conv3, standardization):
     alone = deep_dream(conv3, image, conv3.map_objective("conv3", [56]), tile_grid=2, iterations=2, epochs=10,
                        seeds=[(0, 56)])
     np.testing.assert_allclose(batch.dreams[1], alone.dreams[0], atol=1e-3)
-
-
-# ----- CLI: bad input exits 2 with one line ------------------------------------------------------
-def _bad_files(tmp_path):
-    from PIL import Image
-
-    text = tmp_path / "notes.png"
-    text.write_text("not an image")
-    tiny = tmp_path / "tiny.png"
-    Image.fromarray(np.zeros((20, 40), np.uint8)).save(tiny)
-    return text, tiny
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--image", "/no/such/photo.jpg"], "no file at /no/such/photo.jpg"),
-        (["--image", "{text}"], "is not an image"),
-        (["--image", "{tiny}"], "40x20 px; the CNN needs at least 28x28"),
-        (["--layer", "conv9"], "--layer: 'conv9' is not one of"),
-        (["--map", "128"], "map 128 is out of range: conv3 has maps 0-127"),
-        (["--maps", "0-200"], "map 128 is out of range"),
-        (["--objective", "conv3:x=1"], "cannot read the term 'conv3:x=1'"),
-        (["--objective", "conv3:56=1,,conv2"], "--objective: cannot read"),
-        (["--objective", "conv7:3=1"], "unknown layer 'conv7'"),
-        (["--objective", "conv3:56=0,conv2=0"], "all weights are 0"),
-        (["--map", "5", "--maps", "all"], "only one of --map, --maps, --objective"),
-        (["--tile-grid", "30", "--size", "560"], "tiles must be at least 28x28"),
-        (["--octaves", "9", "--size", "112"], "below the CNN's 28x28"),
-        (["--size", "10"], "--size"),
-    ],
-)
-def test_bad_input_exits_2_with_one_line(cli, capsys, tmp_path, args, message):
-    text, tiny = _bad_files(tmp_path)
-    args = [arg.format(text=text, tiny=tiny) for arg in args]
-    code = cli("dream", *args, "--model", tmp_path / "no-model.keras", "--out", tmp_path / "out")
-    captured = capsys.readouterr()
-    assert code == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], captured.err
-    assert "Traceback" not in captured.err
-
-
-# ----- the job through Ray -----------------------------------------------------------------------
-def test_dream_maps_job_writes_outputs_and_resumes(cli, capsys, ray_local, trained_model_path, tmp_path):
-    from PIL import Image
-
-    args = ["dream", "--maps", "3,56", "--size", "112", "--iterations", "2", "--epochs", "5",
-            "--model", trained_model_path, "--out", tmp_path / "out"]
-    assert cli(*args) == 0
-    first = capsys.readouterr().out
-    run_dir = tmp_path / "out" / "dream" / "latest"
-    summary = pq.read_table(run_dir / "summary.parquet").to_pandas()
-    assert summary["map"].tolist() == [3, 56]
-    assert all(len(losses) == 2 for losses in summary["losses"])
-    assert (summary["height"] == 112).all() and (summary["image"] == "flower.jpg").all()
-    for column in ("dream_png", "panels_png", "contact_sheet_png"):
-        assert all(Image.open(path).size[0] > 0 for path in summary[column])
-    assert Image.open(summary["dream_png"][0]).size == (112, 112)
-    parts = sorted((run_dir / "dreams").glob("part-*.parquet"))
-    assert len(parts) == 2  # two shards: both actors get work
-    dreams = pq.read_table(run_dir / "dreams").to_pandas()
-    assert len(dreams) == 2 and len(dreams["dream"][0]) == 112 * 112
-    stamps = [part.stat().st_mtime_ns for part in parts]
-
-    assert cli(*args) == 0  # same parameters: everything is reused
-    assert "2 of 2 shards reused" in capsys.readouterr().out
-    assert [part.stat().st_mtime_ns for part in parts] == stamps
-    assert "results:" in first
-
-
-@pytest.mark.slow  # ~16 s: a second actor pool; the fast tests cover its math in-process
-def test_weighted_tiled_dream_job(cli, capsys, ray_local, trained_model_path, tmp_path):
-    args = ["dream", "--objective", "conv3:56=1,conv2=0.5", "--size", "112", "--iterations", "2", "--epochs", "5",
-            "--octaves", "2", "--tile-grid", "2", "--model", trained_model_path, "--out", tmp_path / "out"]
-    assert cli(*args) == 0
-    summary = pq.read_table(tmp_path / "out" / "dream" / "latest" / "summary.parquet").to_pandas()
-    assert summary["objective"].tolist() == ["conv3:56=1,conv2=0.5"] and summary["map"].tolist() == [-1]
-    assert len(summary["losses"][0]) == 4  # 2 octaves × 2 iterations
-    assert summary["contact_sheet_png"].isna().all() and summary["panels_png"].notna().all()

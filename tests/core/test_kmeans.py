@@ -1,19 +1,14 @@
-"""KMeans sweep: the core functions, the sweep through Ray (one row per K, resume), bad input."""
+"""core.kmeans: fits, silhouettes, the bounds of K, pixel scaling and cluster-distance features
+(the sweep through Ray: tests/end_to_end/test_kmeans_command.py)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from core.kmeans import KMeansSettings, check_k, cluster_distance_features, fit_kmeans, pixel_matrix, scaled_lambda2, silhouette
-
-SWEEP_COLUMNS = {"k", "inertia", "fit_seconds", "fit_cpu_seconds", "n_iter", "n_steps", "n_clusters_used",
-                 "silhouette_mean", "silhouette_std", "silhouette_sample", "silhouette_repeats", "silhouette_exact",
-                 "silhouette_seconds", "n_samples", "n_init", "max_iter", "batch_size"}
 
 
 def blobs(n: int = 600, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -24,7 +19,6 @@ def blobs(n: int = 600, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return (centers[labels] + rng.normal(size=(n, 10))).astype(np.float32), labels
 
 
-# ----- core -------------------------------------------------------------------------------------
 def test_fit_finds_blobs_and_records_what_the_sweep_needs():
     X, _ = blobs()
     fits = {k: fit_kmeans(X, k, KMeansSettings(n_init=3, batch_size=100)) for k in (2, 4, 8)}
@@ -80,61 +74,3 @@ def test_pixel_scaling_and_cluster_distance_features():
     np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-5)  # standardized with the train statistics
     np.testing.assert_allclose(train.std(axis=0), 1, atol=1e-4)
     assert scaled_lambda2(0.2, 70) == pytest.approx(0.2 * 70 / 784)
-
-
-# ----- the sweep through the CLI and Ray ------------------------------------------------------
-SWEEP = ("kmeans", "sweep", "--samples", "600", "--silhouette", "300", "--silhouette-repeats", "2", "--out", "res")
-
-
-def test_sweep_writes_one_row_per_k_and_resumes(ray_local, cli, capsys, tmp_path):
-    assert cli(*SWEEP, "--k", "5:15:5") == 0
-    run_dir = next((tmp_path / "res" / "kmeans").glob("[0-9a-f]*"))
-    frame = pd.read_parquet(run_dir / "sweep").sort_values("k")
-    assert list(frame["k"]) == [5, 10, 15]
-    assert SWEEP_COLUMNS <= set(frame.columns)
-    assert (frame["n_samples"] == 600).all() and (frame["silhouette_sample"] == 300).all()
-    assert (frame["silhouette_repeats"] == 2).all() and (frame["n_init"] == 3).all()
-    assert frame["inertia"].is_monotonic_decreasing and (frame["fit_seconds"] > 0).all()
-    assert frame["silhouette_mean"].between(-1, 1).all() and (frame["silhouette_std"] >= 0).all()
-    for name in ("elbow.png", "silhouette.png", "_SUCCESS", "_manifest.json"):
-        assert (run_dir / name).is_file()
-    metadata = pq.read_schema(run_dir / "sweep" / "part-k0010.parquet").metadata[b"dreamctl"]
-    assert b"mnist-5k" in metadata and b"silhouette_sample" in metadata  # data identity and parameters
-    printed = capsys.readouterr().out
-    assert "inertia" in printed and f"results: res/kmeans/{run_dir.name}" in printed
-
-    # interrupted run: one K's part is missing; the rerun computes only that K
-    kept = run_dir / "sweep" / "part-k0005.parquet"
-    kept_mtime = kept.stat().st_mtime_ns
-    (run_dir / "sweep" / "part-k0015.parquet").unlink()
-    (run_dir / "_SUCCESS").unlink()
-    assert cli(*SWEEP, "--k", "5:15:5") == 0
-    assert "2 of 3 K reused" in capsys.readouterr().out
-    assert kept.stat().st_mtime_ns == kept_mtime
-    again = pd.read_parquet(run_dir / "sweep").sort_values("k")
-    assert list(again["k"]) == [5, 10, 15] and (run_dir / "_SUCCESS").is_file()
-    assert again["inertia"].tolist() == pytest.approx(frame["inertia"].tolist())  # same seed, same fit
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (("--k", "1,5"), "at least 2 clusters"),
-        (("--k", "5000"), "smaller than the number of images"),
-        (("--samples", "100", "--k", "100"), "smaller than the number of images"),
-        (("--k", "50:10"), "empty"),
-        (("--k", "abc"), "cannot read"),
-        (("--k", ""), "empty"),
-        (("--k", "10:x:5"), "cannot read"),
-        (("--silhouette", "lots"), "--silhouette"),
-        (("--silhouette", "50", "--k", "60"), "too small"),
-        (("--scale", "log"), "--scale"),
-        (("--n-init", "0"), "--n-init"),
-    ],
-)
-def test_sweep_bad_input_exits_2_with_one_line(cli, capsys, args, message):
-    assert cli("kmeans", "sweep", *args) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], captured.err
-    assert captured.out == ""

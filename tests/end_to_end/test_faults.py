@@ -1,7 +1,8 @@
 """Faults end to end (issue 9): a real ``dreamctl`` process stopped by SIGTERM or killed
 with SIGKILL leaves only complete parts and resumes to the uninterrupted result; non-finite
-results fail the job (exit 1) and are never marked done; bad options and resources the
-cluster cannot grant are refused (exit 2, one line) before anything is trained or written.
+results fail the job (exit 1) and are never marked done. Bad options and resources the
+cluster cannot grant (exit 2, one line, before anything is trained or written):
+tests/cli/test_bad_input.py.
 
 The real processes start their own local Ray (127.0.0.1, as a user's would); only their
 own pids are signalled, and any Ray process they leave is killed by pid.
@@ -25,10 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tests.support.cli_output import one_error_line
-from tests.support.processes import private_ray_folders, process_tree
 
 from cluster.files import is_temporary
+from tests.support.processes import private_ray_folders, process_tree
 
 DREAMCTL = Path(sys.executable).with_name("dreamctl")
 # 8 maps × 27 phase-1 shards of 3 patterns (~20 ms each on one actor) + 1 phase-2 shard: the
@@ -263,87 +263,3 @@ def test_non_finite_loss_of_a_job_run_here_fails_it(tmp_path, cli, capsys):
     (run_dir,) = (tmp_path / "res" / "mlp").iterdir()
     assert not (run_dir / "_SUCCESS").exists() and not list(run_dir.glob("epochs/*"))
     assert not os.path.lexists(tmp_path / "res" / "mlp" / "latest")
-
-
-# ----- refused before anything is trained, started or written ---------------------------------------
-def error_line(capsys) -> str:
-    """The one 'error: …' line, last on stderr; status lines before it (e.g. 'Ray at local:
-    2 CPUs') are allowed, a traceback is not."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    return errors[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["oip", "--maps", "0", "--epochs", "-1"], "--epochs: must be"),
-    (["oip", "--maps", "0", "--restarts", "0"], "--restarts: must be"),
-    (["oip", "--maps", "0", "--epochs", "5", "--warmup", "6"], "--warmup: must be at most the epochs"),
-    (["precursor", "--maps", "0", "--top", "0"], "--top: must be"),
-    (["precursor", "--maps", "0", "--levels", "0.2,1.5"], "--levels"),
-    (["dream", "--map", "3", "--iterations", "0"], "--iterations: must be"),
-    (["oip", "--maps", "0", "--actors", "0"], "--actors: must be"),
-    (["oip", "--maps", "0", "--cpus-per-actor", "0"], "--cpus-per-actor: must be"),
-    (["oip", "--maps", "0", "--chunk-size", "0"], "--chunk-size: must be"),
-    (["oip", "--maps", "0", "--precision", "fp8"], "--precision"),
-    (["oip", "--maps", "0", "--address", "127.0.0.1:{closed}"], "--address: Ray address 127.0.0.1:{closed}: connection refused"),
-    (["oip", "--maps", "0", "--address", "http://127.0.0.1:8265"], "ray job submit"),
-    (["oip", "--maps", "0", "--out", "plain-file"], "--out: plain-file is not a folder"),
-    (["--data", "missing.npz", "oip", "--maps", "0"], "data 'missing.npz': no such file or folder"),
-])
-def test_bad_options_are_refused_before_anything_is_trained_or_written(cli, capsys, tmp_path, monkeypatch, args, message):
-    import cluster.runtime
-    import core.model
-
-    monkeypatch.setattr(core.model, "train_cnn", lambda *a, **k: pytest.fail("a model was trained"))
-    monkeypatch.setattr(cluster.runtime, "ray_session", lambda *a, **k: pytest.fail("Ray was started"))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    (tmp_path / "plain-file").write_text("not a folder")
-    port = closed_port()
-    started = time.monotonic()
-    assert cli(*(arg.format(closed=port) for arg in args)) == 2
-    # with no model, the bad --data is found as the default model's training starts (one notice line first)
-    line = error_line(capsys) if args[0] == "--data" else one_error_line(capsys)
-    assert message.format(closed=port) in line
-    assert time.monotonic() - started < 30
-    assert sorted(os.listdir(tmp_path)) == ["plain-file"]  # no models/, no results/
-
-
-def test_out_naming_a_file_and_model_naming_a_folder_exit_2(cli, capsys, tmp_path, trained_model_path):
-    (tmp_path / "taken").write_text("a file")
-    (tmp_path / "folder").mkdir()
-    assert cli("kmeans", "sweep", "--k", "2,3", "--out", "taken") == 2
-    assert one_error_line(capsys) == "error: --out: taken is not a folder"
-    assert cli("oip", "--maps", "0", "--model", trained_model_path, "--out", "taken/results") == 2
-    assert one_error_line(capsys) == "error: --out: taken is not a folder"
-    assert cli("train", "--epochs", "1", "--model", "folder") == 2
-    assert one_error_line(capsys) == "error: --model: folder is a folder; name the .keras file to write"
-    assert cli("train", "--epochs", "1", "--model", "taken/cnn.keras") == 2
-    assert one_error_line(capsys) == "error: --model: taken is not a folder"
-    assert sorted(os.listdir(tmp_path)) == ["folder", "taken"] and not os.listdir(tmp_path / "folder")
-    assert (tmp_path / "taken").read_text() == "a file"
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--cpus-per-actor", "64"], "--cpus-per-actor: 64 CPUs per actor is more than any node has: the cluster has 1 node, 2 CPUs"),
-    (["--actors", "3"], "--actors: 3 actors of 1 CPUs do not fit at once (at most 2)"),
-    (["--gpus-per-actor", "1"], "--gpus-per-actor: 1 GPUs per actor, but the cluster has 1 node, 2 CPUs, 0 GPUs"),
-])
-def test_resources_the_cluster_cannot_grant_exit_2_before_any_actor_starts(cli, capsys, tmp_path, trained_model_path,
-                                                                           ray_local, monkeypatch, args, message):
-    import cluster.scheduler
-
-    monkeypatch.setattr(cluster.scheduler.ActorPool, "__init__", lambda *a, **k: pytest.fail("an actor was started"))
-    started = time.monotonic()
-    assert cli("oip", "--maps", "0", "--epochs", "1", "--restarts", "1", *args, "--model", trained_model_path) == 2
-    assert time.monotonic() - started < 20  # not Ray waiting forever for resources
-    assert message in error_line(capsys)
-    assert not (tmp_path / "results").exists()  # nothing written

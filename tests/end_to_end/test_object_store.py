@@ -17,7 +17,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from tests.support.cli_output import one_error_line
-from tests.support.precursor_runs import SMALL, read, run_once
+from tests.support.precursor_runs import SMALL, run_once
 
 BUCKET = "dreamctl-results"
 

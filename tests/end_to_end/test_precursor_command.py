@@ -9,7 +9,6 @@ import signal
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from cluster.store import read_run_metadata
@@ -161,26 +160,6 @@ def test_readme_pandas_example_runs_on_a_result(reference, monkeypatch, capsys):
     assert len(namespace["best"]) == oips["map"].nunique()
     assert namespace["images"].shape == (oips["map"].nunique(), 28, 28)
     assert "dead maps:" in capsys.readouterr().out
-
-
-def test_actors_run_onednn_unless_their_environment_says_otherwise(trained_model_path, ray_local):
-    import platform
-
-    import ray
-
-    from cluster.worker import remote_worker_class
-
-    expected = True if platform.machine().lower() in ("x86_64", "amd64") else False
-    worker_class = remote_worker_class()
-    default = worker_class.options(num_cpus=1).remote(1, False, 32)
-    user_off = worker_class.options(num_cpus=1, runtime_env={"env_vars": {"TF_ENABLE_ONEDNN_OPTS": "0"}}).remote(1, False, 32)
-    try:
-        settings = ray.get([default.settings.remote(), user_off.settings.remote()])
-    finally:
-        for actor in (default, user_off):
-            ray.kill(actor)
-    assert (settings[0]["onednn"], settings[0]["onednn_env"]) == (expected, "1")
-    assert (settings[1]["onednn"], settings[1]["onednn_env"]) == (False, "0")
 
 
 # the default phase 1 (adaptive pruning) on shards large enough for the rule to act

@@ -1,7 +1,9 @@
 """The edges of the process (issue 20), tried as a hostile user would: signals at every
-stage, a server that is not Ray, paths and variables that no file system or Ray can take,
-odd streams and environments. Each ends in one line and exit 2 (bad input) or 3
-(interrupted), fast, without a traceback, and leaves no process of the run behind.
+stage, odd streams and environments, in real processes. Each ends in one line and exit 2
+(bad input) or 3 (interrupted), fast, without a traceback, and leaves no process of the run
+behind. A server that is not Ray, paths and variables that no file system or Ray can take
+(in-process, exit 2): tests/cli/test_bad_input.py; the suite's own Ray:
+tests/cluster/test_runtime.py.
 
 The real processes start their own local Ray (127.0.0.1, as a user's would) in a process
 group of their own; only their own pids are signalled, and any Ray process they would leave
@@ -19,133 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.cli_output import one_error_line
-from tests.support.processes import LOOPBACK_IPS, listening_sockets, private_ray_folders, process_tree
-from tests.support.servers import HTTP2Greeter
+
+from tests.support.processes import private_ray_folders, process_tree
 
 DREAMCTL = Path(sys.executable).with_name("dreamctl")
 INTERRUPTED = "interrupted: finished shards are saved; rerun the same command to resume"
 NOT_STARTED = "interrupted before anything started: nothing was written"
-LONG = "x" * 300  # one path component longer than NAME_MAX (255 bytes)
-NOT_UTF8 = os.fsdecode(b"\xff")  # the byte 0xff as Python receives it in argv (a lone surrogate)
 STARTUP_TIMEOUT_S = 240  # TensorFlow import, a local Ray and actors on a busy 2-core machine
-
-
-# ----- bad paths, values and variables: exit 2, one line, before anything starts -----------------
-@pytest.fixture
-def nothing_may_start(monkeypatch):
-    """Fail the test if a model is trained or Ray is started."""
-    import cluster.runtime
-    import core.model
-
-    monkeypatch.setattr(core.model, "train_cnn", lambda *a, **k: pytest.fail("a model was trained"))
-    monkeypatch.setattr(cluster.runtime, "ray_session", lambda *a, **k: pytest.fail("Ray was started"))
-    monkeypatch.setattr(cluster.runtime, "_start_local", lambda *a, **k: pytest.fail("Ray was started"))
-    for variable in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(variable, raising=False)
-
-
-@pytest.mark.parametrize("args, message", [
-    # a name longer than the file system allows, bytes that are not UTF-8: were tracebacks (or a
-    # UnicodeEncodeError deep in ray.init), now refused as the options are read
-    (["train", "--epochs", "1", "--model", f"{LONG}.keras"], "error: --model: a name in 'xxx"),
-    (["train", "--epochs", "1", "--model", f"{NOT_UTF8}.keras"], r"error: --model: '\xff.keras' is not valid UTF-8"),
-    (["oip", "--maps", "0", "--model", f"models/{LONG}.keras"], "is 306 bytes long; file systems allow 255"),
-    (["--data", f"{LONG}.npz", "oip", "--maps", "0"], "error: --data: a name in"),
-    (["--data", f"{NOT_UTF8}.npz", "mlp", "train"], r"error: --data: '\xff.npz' is not valid UTF-8"),
-    (["dream", "--map", "3", "--image", f"{LONG}.jpg"], "error: --image: a name in"),
-    (["dream", "--map", "3", "--image", f"{NOT_UTF8}.jpg"], r"error: --image: '\xff.jpg' is not valid UTF-8"),
-    (["oip", "--maps", "0", "--out", LONG], "error: --out: a name in"),
-    (["kmeans", "sweep", "--k", "2,3", "--out", f"r/{NOT_UTF8}"], r"error: --out: 'r/\xff' is not valid UTF-8"),
-    (["oip", "--maps", "0", "--out", "file:///tmp/%ff"], r"error: --out: '/tmp/\xff' is not valid UTF-8"),
-    # a model file Keras 3 cannot write: was found after the last training epoch, the model lost
-    (["train", "--epochs", "1", "--model", "cnn.h5"], "error: --model: 'cnn.h5': a model file's name must end in .keras"),
-    (["oip", "--maps", "0", "--model", "cnn.KERAS"], "must end in .keras"),
-    # more best patterns than the coarse grid has: was a run of Ray and the actors first
-    (["precursor", "--maps", "0", "--grid", "1", "--levels", "0.2,0.8", "--top", "3"],
-     "error: --top: 3 patterns per map, but a 1x1 grid with 2 levels has only 2 patterns"),
-    (["precursor", "--maps", "0", "--grid", "2", "--levels", "0.2,0.8", "--top", "17"], "has only 16 patterns"),
-    # a host name the IDNA codec refuses: was a UnicodeError traceback
-    (["oip", "--maps", "0", "--address", "a..b:6379"], "error: --address: Ray address 'a..b:6379' is malformed: "
-                                                       "'a..b' is not a valid host name"),
-    (["kmeans", "sweep", "--k", "2,3", "--address", f"{'a' * 64}.example:6379"], "is not a valid host name"),
-    (["oip", "--maps", "0", "--address", "xn--ü.example:6379"], "(Label starts with ACE prefix)"),
-])
-def test_paths_and_values_nothing_can_use_are_refused_before_anything_starts(cli, capsys, tmp_path, nothing_may_start,
-                                                                           args, message):
-    started = time.monotonic()
-    assert cli(*args) == 2
-    assert message in one_error_line(capsys)
-    assert time.monotonic() - started < 30
-    assert os.listdir(tmp_path) == []  # no models/, no results/
-
-
-@pytest.fixture
-def odd_files(tmp_path) -> Path:
-    folder = tmp_path / "odd"
-    folder.mkdir()
-    (folder / "empty").write_text(" \n")
-    (folder / "token").write_text("abc")
-    (folder / "plain-file").write_text("not a folder")
-    os.mkfifo(folder / "fifo")
-    return folder
-
-
-@pytest.mark.parametrize("variables, message", [
-    ({"RAY_AUTH_TOKEN_PATH": "{odd}/missing"},
-     "error: $RAY_AUTH_TOKEN_PATH: cannot read the token file '{odd}/missing' (No such file or directory)"),
-    ({"RAY_AUTH_TOKEN_PATH": "{odd}"}, "error: $RAY_AUTH_TOKEN_PATH: '{odd}' is not a regular file"),
-    ({"RAY_AUTH_TOKEN_PATH": "{odd}/fifo"}, "is not a regular file"),  # and nothing blocks on it
-    ({"RAY_AUTH_TOKEN_PATH": "{odd}/empty"}, "error: $RAY_AUTH_TOKEN_PATH: the token file '{odd}/empty' is empty"),
-    pytest.param({"RAY_AUTH_TOKEN_PATH": "{odd}/token", "chmod": "000"}, "(Permission denied)",
-                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")),
-    ({"RAY_AUTH_TOKEN": "  "}, "error: $RAY_AUTH_TOKEN is set but blank"),
-    ({"RAY_ADDRESS": "a..b:6379"}, "error: $RAY_ADDRESS: Ray address 'a..b:6379' is malformed"),
-    # a local Ray writes its token to ~/.ray/auth_token when there is none: was a traceback
-    ({"HOME": "{odd}/plain-file/home"}, "but {odd}/plain-file is not a folder this user can write"),
-])
-@pytest.mark.parametrize("args", [["kmeans", "sweep", "--k", "2,3"], ["oip", "--maps", "0"]])
-def test_variables_ray_would_choke_on_are_named_before_anything_starts(cli, capsys, tmp_path, monkeypatch,
-                                                                     nothing_may_start, odd_files, args, variables,
-                                                                     message):
-    for name, value in variables.items():
-        if name == "chmod":
-            os.chmod(odd_files / "token", int(value, 8))
-        else:
-            monkeypatch.setenv(name, value.format(odd=odd_files))
-    started = time.monotonic()
-    assert cli(*args) == 2
-    assert message.format(odd=odd_files) in one_error_line(capsys)
-    assert time.monotonic() - started < 10
-    assert os.listdir(tmp_path) == ["odd"]
-
-
-def test_a_working_folder_that_is_not_utf8_is_refused(cli, capsys, tmp_path, monkeypatch, nothing_may_start):
-    folder = tmp_path / f"a{NOT_UTF8}b"  # ray.init raised a UnicodeEncodeError sending it to the workers
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    assert cli("kmeans", "sweep", "--k", "2,3") == 2
-    assert one_error_line(capsys) == (rf"error: the working folder '{tmp_path}/a\xffb' is not "
-                                      "valid UTF-8: Ray cannot run from it (run dreamctl from another folder)")
-
-
-def test_a_server_that_only_greets_fails_in_seconds_with_one_line(cli, capsys, tmp_path, trained_model_path,
-                                                                   nothing_may_start):
-    # an HTTP/2 server that is not a Ray GCS: ray.init retried its cluster id for minutes (34 s
-    # to 10 min, 20+ lines of C++ logs); now one Ray RPC with a deadline fails first
-    server = HTTP2Greeter()
-    try:
-        for address, expected in ((f"127.0.0.1:{server.port}", "Ray GCS"),
-                                  (f"ray://127.0.0.1:{server.port}", "Ray client server")):
-            started = time.monotonic()
-            assert cli("oip", "--maps", "0", "--model", trained_model_path, "--address", address) == 2
-            assert time.monotonic() - started < 20
-            line = one_error_line(capsys)
-            assert line.startswith(f"error: --address: Ray address {address}")
-            assert f"it is not a {expected}" in line and "no answer to a Ray request within 5 s" in line
-    finally:
-        server.close()
-    assert os.listdir(tmp_path) == []
 
 
 def test_no_home_folder_at_all(tmp_path):
@@ -182,7 +64,6 @@ def test_lines_on_stderr_are_not_cut_at_the_terminal_width(tmp_path):
     assert "data mnist-5k: 4,000 train / 1,000 test images" in done.stderr.splitlines()
 
 
-# ----- real processes ---------------------------------------------------------------------------------
 def running(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie has ended)."""
     try:
@@ -398,21 +279,3 @@ def test_a_reader_that_closes_stdout_early_gets_one_line_on_stderr(tmp_path):
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert stderr.strip().splitlines()[-1] == "error: the output was cut short: its reader closed the pipe"
     assert list((tmp_path / "res" / "mlp").glob("*/_SUCCESS"))  # the results themselves are saved
-
-
-# ----- the test suite's own Ray ---------------------------------------------------------------------------
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_the_suites_own_ray_is_started_as_dreamctl_starts_its_own(ray_local):
-    """tests/conftest.py's Ray listened on all interfaces (0.0.0.0 / ::) while the suite ran."""
-    from ray._private import worker
-
-    from cluster.runtime import _token_auth_enabled
-
-    listeners = listening_sockets(process_tree(os.getpid()))
-    assert {"gcs_server", "raylet"} <= {item["command"] for item in listeners}
-    exposed = [item for item in listeners if item["ip"] not in LOOPBACK_IPS]
-    assert not exposed, f"listening beyond loopback: {exposed}"
-    assert _token_auth_enabled()
-    private = Path(worker._global_node.get_temp_dir_path()).parent  # .../dreamctl-ray-XXXXXXXX/ray
-    info = private.stat()
-    assert private.name.startswith("dreamctl-ray-") and (info.st_mode & 0o777, info.st_uid) == (0o700, os.getuid())

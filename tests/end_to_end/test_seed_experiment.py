@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.seed import ARTICLES, elbow
+from jobs.seed import ARTICLES
 
 SMALL = ["experiment", "seed", "--train-epochs", "1", "--maps", "0-3", "--restarts", "2", "--oip-epochs", "20",
          "--grid", "2", "--test-epochs", "3", "--top", "2", "--full-epochs", "20", "--mlp-epochs", "3",
@@ -24,12 +24,6 @@ def small_npz(tmp_path_factory, dataset):
     np.savez(path, x_train=dataset.x_train[:400], y_train=dataset.y_train[:400], x_test=dataset.x_test[:100],
              y_test=dataset.y_test[:100])
     return path
-
-
-def test_the_knee_of_a_curve():
-    ks = np.arange(10, 180, 10)
-    assert elbow(ks, 1.0 / ks)[0] == 40 and elbow(ks, 1.0 / ks)[1] > 0.5  # a sharp L
-    assert elbow(ks, -ks.astype(float))[1] == pytest.approx(0.0)  # a straight line: no elbow
 
 
 def test_end_to_end_interrupted_and_resumed(small_npz, ray_local, cli, capsys, monkeypatch, tmp_path):

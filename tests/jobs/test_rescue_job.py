@@ -1,13 +1,11 @@
-"""``dreamctl experiment rescue`` (issue 13): the runs it plans (every method from the same
-starts, the precursor on the maps random starts left dead), the comparison, and the
-experiment end to end on Ray, resumed."""
+"""jobs.rescue, the experiment behind ``dreamctl experiment rescue`` (issue 13): the runs it plans
+(every method from the same starts, the precursor on the maps random starts left dead), the
+comparison, bad options (end to end on Ray: tests/end_to_end/test_rescue_experiment.py)."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -116,27 +114,3 @@ def test_bad_options_are_refused():
         RescueExperiment(**{**TINY, "warmup": 61})
     with pytest.raises(BadParameter, match="maps"):
         RescueExperiment(**{**TINY, "maps": (128,)})
-
-
-def test_end_to_end_on_ray_and_resume(cli, ray_local, tmp_path, capsys):
-    args = ["experiment", "rescue", "--seeds", "0,1", "--train-epochs", "1", "--maps", "3,7", "--restarts", "2",
-            "--epochs", "12", "--warmup", "4", "--grid", "2", "--test-epochs", "3", "--top", "2",
-            "--maps-per-shard", "1", "--precursor-maps", "all"]
-    assert cli(*args) == 0
-    out = capsys.readouterr().out
-    assert "woken" in out and "runs: 11 (0 reused whole)" in out  # 2 × (train, 3 oip, precursor) + the comparison
-    run = tmp_path / "results" / "rescue" / "latest"
-    assert (run / "_SUCCESS").exists() and (run / "rescue.png").stat().st_size > 1000
-    comparison = pd.read_parquet(run / "comparison")
-    assert len(comparison) == 2 * 4 * 2  # models × methods × maps
-    assert set(comparison["method"]) == {RANDOM, *WARMUPS, PRECURSOR}
-    assert (comparison.groupby("method")["cpu_seconds"].sum() > 0).all()
-    best = comparison.groupby(["seed", "map"])["ratio_to_best"].max().dropna()
-    np.testing.assert_allclose(best, 1.0)
-    assert sorted(pd.read_parquet(run / "models")["seed"]) == [0, 1]
-    # every step is a normal run, listed by dreamctl runs
-    assert cli("runs", "--json") == 0
-    jobs = sorted(entry["job"] for entry in json.loads(capsys.readouterr().out))
-    assert jobs == ["oip"] * 6 + ["precursor"] * 2 + ["rescue"] + ["train"] * 2
-    assert cli(*args) == 0  # every run reused
-    assert "runs: 11 (11 reused whole)" in capsys.readouterr().out

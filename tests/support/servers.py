@@ -1,10 +1,18 @@
-"""Local servers that are not Ray, for the address checks: a listener that answers with
-fixed bytes (or nothing), and one that passes the HTTP/2 greeting and then says nothing."""
+"""Local ports and servers that are not Ray, for the address checks: a port nothing listens on,
+a listener that answers with fixed bytes (or nothing), and one that passes the HTTP/2
+greeting and then says nothing."""
 
 from __future__ import annotations
 
 import socket
 import threading
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class Listener:
