@@ -1,4 +1,8 @@
-"""core.ascent: successive halving (run_pruned), single-map slicing, warm-up objectives."""
+"""core.ascent: the plain ascent (it raises the target and leaves the weights alone, an image's
+result does not depend on its batch, frozen starts are skipped, bad maps and layers are
+refused, conv3 reads only the pixels it needs), successive halving (run_pruned), single-map
+slicing, warm-up objectives, oneDNN's kernels, the step against the Keras model's own gradient,
+adaptive pruning."""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import pytest
 
 from cluster.tf_profile import op_seconds
 from core.ascent import Ascent, check_schedule
-from core.errors import BadParameter
-from core.patterns import precursor_images
+from core.errors import BadInput, BadParameter
+from core.patterns import precursor_images, random_multiscale_images
 
 LEVELS = (0.2, 0.5, 0.8)
 
@@ -27,6 +31,69 @@ def starts():
     return precursor_images(np.arange(0, 19683, 65)[:300], 3, LEVELS)
 
 
+# ----- the plain ascent ----------------------------------------------------------------------
+def test_ascent_raises_target_activation_and_keeps_weights(trained_model, ascent):
+    model, _ = trained_model
+    weights_before = [w.copy() for w in model.get_weights()]
+    images = random_multiscale_images(32, seed=1)
+    map_ids = np.arange(32) * 4 % 128
+    before = ascent.losses(images, ascent.map_objective("conv3", map_ids))
+    result = ascent.run_maps(images, "conv3", map_ids, epochs=30, record_epochs=[0, 10, 30])
+    alive = before > 0
+    assert alive.sum() >= 16
+    assert np.all(result.losses[alive] > before[alive] * 1.5)
+    np.testing.assert_allclose(result.history[0], before, rtol=1e-5)
+    np.testing.assert_allclose(result.history[-1], result.losses, rtol=1e-5)
+    for w_before, w_after in zip(weights_before, model.get_weights()):
+        np.testing.assert_array_equal(w_before, w_after)
+
+
+def test_each_image_is_independent_of_its_batch(ascent):
+    images = random_multiscale_images(40, seed=2)
+    map_ids = np.arange(40) % 128
+    together = ascent.run_maps(images, "conv3", map_ids, epochs=15)
+    for i in (0, 17, 39):  # alone (a different chunk shape) and among other images
+        alone = ascent.run_maps(images[i : i + 1], "conv3", map_ids[i : i + 1], epochs=15)
+        np.testing.assert_allclose(alone.images[0], together.images[i], atol=1e-4)
+        np.testing.assert_allclose(alone.losses[0], together.losses[i], rtol=1e-4, atol=1e-6)
+    shuffled = np.random.default_rng(0).permutation(40)
+    again = ascent.run_maps(images[shuffled], "conv3", map_ids[shuffled], epochs=15)
+    np.testing.assert_allclose(again.losses, together.losses[shuffled], rtol=1e-4, atol=1e-6)
+
+
+def test_skipping_frozen_images_changes_nothing(ascent):
+    images = precursor_images(np.arange(0, 19683, 97), 3, (0.2, 0.5, 0.8))
+    map_ids = np.full(len(images), 7)
+    weights = ascent.map_objective("conv3", map_ids)
+    fast = ascent.run(images, weights, epochs=5, skip_frozen=True)
+    full = ascent.run(images, weights, epochs=5, skip_frozen=False)
+    np.testing.assert_allclose(fast.losses, full.losses, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.images, full.images, atol=1e-4)
+
+
+def test_ascent_rejects_bad_maps_and_layers(trained_model, ascent):
+    with pytest.raises(BadInput, match="out of range"):
+        ascent.map_objective("conv3", np.array([128]))
+    with pytest.raises(BadInput, match="unknown layer"):
+        Ascent(trained_model[0], ["conv9"])
+
+
+def test_conv3_runs_on_the_pixels_it_reads_with_identical_activations(trained_model):
+    import keras
+
+    model, _ = trained_model
+    ascent = Ascent(model, ["conv3"], chunk_size=16)
+    assert ascent.input_extent == 26  # the 2x2 poolings never read the last two rows/columns
+    assert Ascent(model, ["conv2"]).input_extent == 28
+    images = random_multiscale_images(16, seed=4)
+    full = keras.Model(model.inputs, model.get_layer("conv3").output)([images[..., None]]).numpy()
+    weights = ascent.map_objective("conv3", np.arange(16))
+    np.testing.assert_allclose(ascent.losses(images, weights), full.mean(axis=(1, 2))[np.arange(16), np.arange(16)], rtol=1e-6)
+    moved = ascent.run(images, weights, epochs=5).images
+    np.testing.assert_array_equal(moved[:, 26:, :], images[:, 26:, :])
+
+
+# ----- successive halving, single-map slicing --------------------------------------------------
 def _live_map(ascent, images, at_least):
     """A conv3 map with at least ``at_least`` live starts among images."""
     for map_id in range(128):

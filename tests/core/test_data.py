@@ -1,5 +1,7 @@
-"""core.data: every malformed ``--data`` is one BadInput line naming the file and the problem;
-``--data mnist`` is Keras's cache, else Keras's own download (offline: one line, exit 2).
+"""core.data: the IDX, gzipped IDX and npz loaders agree, and the bundled digits are split
+alike every time; every malformed ``--data`` is one BadInput line naming the file and the
+problem; ``--data mnist`` is Keras's cache, else Keras's own download (offline: one line,
+exit 2).
 
 Each case builds the bad data set in tmp_path and loads it the way the CLI does,
 ``load_dataset(str(path))``. Through ``dreamctl`` itself (exit code 2, one line on stderr):
@@ -8,6 +10,7 @@ tests/cli/test_bad_input.py.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import signal
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data import IDX_NAMES, load_dataset
+from core.data import IDX_NAMES, load_dataset, load_idx_folder, load_npz
 from core.errors import BadInput
 from tests.support.data_files import N_TEST, N_TRAIN, cache_contents, good_arrays, idx_bytes, idx_folder, npz_file
 
@@ -44,6 +47,48 @@ def test_good_data_loads_from_idx_gz_idx_and_npz_alike(tmp_path):
         assert data.x_train.shape == (N_TRAIN, 28, 28) and data.x_train.dtype == np.uint8
         assert data.y_test.shape == (N_TEST,) and data.y_test.dtype == np.int64
         assert data.x_train.flags.writeable  # callers may standardize in place
+
+
+# ----- the loaders agree; the bundled digits ------------------------------------------
+def _write_idx(path, array, gz):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_the_three_loaders_agree(tmp_path, dataset, gz):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (50, 28, 28)),
+        "y_train": rng.integers(0, 10, 50),
+        "x_test": rng.integers(0, 256, (20, 28, 28)),
+        "y_test": rng.integers(0, 10, 20),
+    }
+    names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    for key, name in names.items():
+        _write_idx(tmp_path / name, arrays[key], gz)
+    np.savez(tmp_path / "mnist.npz", **{k: v.astype(np.uint8) for k, v in arrays.items()})
+    from_idx = load_idx_folder(tmp_path)
+    from_npz = load_npz(tmp_path / "mnist.npz")
+    for loaded in (from_idx, from_npz, dataset):
+        assert loaded.x_train.dtype == np.uint8 and loaded.x_train.shape[1:] == (28, 28)
+        assert loaded.y_train.dtype == np.int64 and loaded.y_train.ndim == 1
+        assert len(loaded.x_test) == len(loaded.y_test)
+    for key in arrays:
+        np.testing.assert_array_equal(getattr(from_idx, key), getattr(from_npz, key))
+    assert from_idx.checksum == from_npz.checksum
+    assert load_dataset(str(tmp_path)).checksum == from_idx.checksum
+
+
+def test_bundled_digits_split_is_stratified_and_fixed(dataset):
+    assert (len(dataset.x_train), len(dataset.x_test)) == (4000, 1000)
+    assert np.all(np.bincount(dataset.y_test, minlength=10) == 100)
+    assert dataset.identity() == load_dataset("mnist-5k").identity()
 
 
 # ----- IDX files -----------------------------------------------------------------------
