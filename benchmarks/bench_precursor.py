@@ -9,7 +9,7 @@ them), 10 ascent steps; per map:
 - the rank, among all of the map's starts, that the exhaustive top 8 held after 2, 3 and 5
   steps (how much room a cut has).
 Other schedules are then evaluated exactly from the recorded exhaustive losses: the
-survivors of a cut are bit-identical to the uninterrupted run (tests/test_ascent.py), so
+survivors of a cut are bit-identical to the uninterrupted run (tests/core/test_ascent.py), so
 the pruned outcome is a function of those losses; the real pruned run is checked against
 this simulation.
 

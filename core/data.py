@@ -52,7 +52,7 @@ BUNDLED_SPLIT_SEED = 0
 BUNDLED_TEST_SIZE = 1000
 KERAS_MNIST = "mnist"  # the --data name of Keras's MNIST
 # What keras.datasets.mnist.load_data downloads and the SHA-256 it checks (keras/src/datasets/mnist.py;
-# tests/test_data.py checks them against the installed Keras).
+# tests/core/test_data.py checks them against the installed Keras).
 KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 DOWNLOAD_TIMEOUT_S = 60  # per connect / read: a network that drops packets ends in a minute, not never

@@ -1,5 +1,5 @@
 """Run dreamctl jobs on a 3-node Ray cluster on this machine (``ray.cluster_utils.Cluster``)
-and print one JSON report; run by tests/test_multinode.py in a process of its own.
+and print one JSON report; run by tests/end_to_end/test_multinode.py in a process of its own.
 
     python tests/support/multinode_script.py MODEL OUT
 
