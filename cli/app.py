@@ -16,7 +16,7 @@ import sys
 from cluster import interrupts
 
 TYPER_INTERRUPTED = 130  # typer returns 130 after Ctrl-C (standalone_mode=False)
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 3  # success is 0
 INTERRUPTED_MESSAGE = "[yellow]interrupted: finished shards are saved; rerun the same command to resume"
 NOT_STARTED_MESSAGE = "[yellow]interrupted before anything started: nothing was written"
 

@@ -1,7 +1,11 @@
 """``dreamctl kmeans sweep`` through Ray: one row per K with what the sweep measures, its plots
-and metadata; an interrupted sweep recomputes only the missing K."""
+and metadata; an interrupted sweep recomputes only the missing K; a full disk fails the job in
+one line and keeps the parts written before."""
 
 from __future__ import annotations
+
+import errno
+import os
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -41,3 +45,34 @@ def test_sweep_writes_one_row_per_k_and_resumes(ray_local, cli, capsys, tmp_path
     again = pd.read_parquet(run_dir / "sweep").sort_values("k")
     assert list(again["k"]) == [5, 10, 15] and (run_dir / "_SUCCESS").is_file()
     assert again["inertia"].tolist() == pytest.approx(frame["inertia"].tolist())  # same seed, same fit
+
+
+def test_a_full_disk_fails_the_job_in_one_line_and_keeps_what_was_written(ray_local, cli, capsys, tmp_path,
+                                                                         monkeypatch):
+    """Disk full while the second part is written: exit 1 and one ``job failed`` line; the
+    part written before stays whole and is reused by the rerun, no temporary file is left."""
+    import cluster.files
+
+    real_write, parts_written = os.write, []
+
+    def disk_full_after_one_part(fd, data):
+        if bytes(data[:4]) == b"PAR1":  # the first bytes of a Parquet file
+            if parts_written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            parts_written.append(fd)
+        return real_write(fd, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cluster.files.os, "write", disk_full_after_one_part)
+        assert cli(*SWEEP, "--k", "5:15:5") == 1
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if line.startswith("job failed:")]
+    assert len(failed) == 1 and "No space left on device" in failed[0] and "Traceback" not in err
+    run_dir = next((tmp_path / "res" / "kmeans").glob("[0-9a-f]*"))
+    (kept,) = (run_dir / "sweep").iterdir()
+    assert kept.name.startswith("part-k") and not (run_dir / "_SUCCESS").exists()
+    assert not [path for path in run_dir.rglob("*") if path.name.startswith(".")]  # no temporary left
+    kept_mtime = kept.stat().st_mtime_ns
+    assert cli(*SWEEP, "--k", "5:15:5") == 0
+    assert "1 of 3 K reused" in capsys.readouterr().out
+    assert kept.stat().st_mtime_ns == kept_mtime and len(pd.read_parquet(run_dir / "sweep")) == 3
