@@ -30,12 +30,19 @@ from typing import Callable, Iterator
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _started = False
+_received = False  # a signal was raised as KeyboardInterrupt since install()
 _held: list[int] | None = None  # signals received inside held(); None: not holding
 
 
 def mark_started() -> None:
-    """The job's work begins: from now on an interrupt means exit 3 (rerun to resume)."""
+    """The job's work begins: from now on an interrupt means exit 3 (rerun to resume).
+
+    A signal that came before and was swallowed on the way (a library's bare ``except:``
+    around an import catches the KeyboardInterrupt too) is raised again here, so no work
+    starts after a Ctrl-C, whatever caught it."""
     global _started
+    if _received:
+        raise KeyboardInterrupt
     _started = True
 
 
@@ -48,6 +55,8 @@ def _interrupt(signum: int, frame) -> None:
     if _held is not None and not _held:  # the first signal inside held(): later
         _held.append(signum)
         return
+    global _received
+    _received = True
     _unblock_standard_streams()
     raise KeyboardInterrupt
 
@@ -61,8 +70,8 @@ def _taken(signum: int) -> bool:
 def install() -> Callable[[], None]:
     """Make each of :data:`SIGNALS` not ignored raise KeyboardInterrupt (main thread only);
     nothing has started yet. Returns the function that puts the previous handlers back."""
-    global _started
-    _started = False
+    global _started, _received
+    _started = _received = False
     previous = {signum: signal.signal(signum, _interrupt) for signum in SIGNALS if _taken(signum)}
 
     def restore() -> None:
