@@ -90,7 +90,11 @@ class Dreamctl:
         """Until ``n`` phase-1 parts are committed under ``folder``/results; notes the
         process tree (the driver's Ray) while it runs."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while len(list(folder.glob("results/precursor/*/_commits/scores/*.json"))) < n:
+
+        def committed() -> int:  # a record being written has a temporary name that also ends in .json
+            return sum(not is_temporary(path.name) for path in folder.glob("results/precursor/*/_commits/scores/*.json"))
+
+        while committed() < n:
             assert self.process.poll() is None, f"dreamctl ended early ({self.process.returncode}): {self.stderr.read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"no {n} committed parts within {STARTUP_TIMEOUT_S} s"
             self.tree.update(process_tree(self.pid))
@@ -140,6 +144,8 @@ def committed_parts(run_dir: Path) -> dict[str, Path]:
         assert pq.read_table(part).num_rows == 3  # complete: a torn part would not read
     committed = {}
     for record_path in (run_dir / "_commits" / "scores").iterdir():
+        if is_temporary(record_path.name):
+            continue  # a record cut short by the signal: its part is not committed
         record = json.loads(record_path.read_text())
         part = run_dir / "scores" / record["part"]
         assert record_path.stem == record["shard_id"] and part.is_file()
