@@ -168,8 +168,8 @@ class SeedExperiment(DataBound):
         speedup = float(clustered["speedup_cpu_vs_reference_run"])
         row("cpu_speedup_first_reach", speedup, "never reached" if math.isnan(speedup) else
             f"{speedup:.1f}× ({comparison.loc[REFERENCE, 'total_cpu_seconds']:.0f} s ÷ "
-            f"{clustered['cpu_seconds_first']:.0f} s, epoch {clustered['epoch_first']}); first reach against the "
-            f"reference's first reach (epoch {comparison.loc[REFERENCE, 'epoch_first']}): "
+            f"{clustered['cpu_seconds_first']:.0f} s, epoch {clustered['epoch_first']:.0f}); first reach against the "
+            f"reference's first reach (epoch {comparison.loc[REFERENCE, 'epoch_first']:.0f}): "
             f"{clustered['speedup_cpu_first']:.1f}×", clusters)
 
         sweep = yield Step(self.sweep())

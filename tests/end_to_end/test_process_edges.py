@@ -86,9 +86,19 @@ def group_members(pgid: int) -> list[int]:
     return found
 
 
-def ignore_sighup() -> None:
-    """What ``nohup`` does before it runs the command."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+def as_a_shell_starts_it(ignore_hangup: bool):
+    """What the child starts with, as a shell in a terminal starts a command: SIGINT, SIGTERM and
+    SIGHUP at their defaults and not blocked, whatever the test process has (an ignored or
+    blocked signal is inherited through exec), SIGHUP ignored when ``nohup`` runs it."""
+
+    def setup() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        if ignore_hangup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    return setup
 
 
 class Process:
@@ -105,7 +115,7 @@ class Process:
             self.process = subprocess.Popen([*command, *args], cwd=folder, env=environment, start_new_session=True,
                                             stdout=subprocess.DEVNULL if stdout is None else stdout,
                                             stderr=default_stderr if stderr is None else stderr,
-                                            preexec_fn=ignore_sighup if ignore_hangup else None)
+                                            preexec_fn=as_a_shell_starts_it(ignore_hangup))
         self.pid = self.process.pid
         self.tree: set[int] = {self.pid}
         self.temp_dirs: set[str] = set()
@@ -163,7 +173,9 @@ def assert_stopped_with(process: Process, exit_code: int, line: str) -> None:
     try:
         code = process.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"dreamctl still runs 60 s after the signal: {process.stderr[-2000:]}")
+        dispositions = [line for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+                        if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+        pytest.fail(f"dreamctl still runs 60 s after the signal ({', '.join(dispositions)}): {process.stderr[-2000:]}")
     stderr = process.stderr
     assert code == exit_code, stderr[-3000:]
     assert "Traceback" not in stderr and "SIGTERM received" not in stderr and "Fatal Python error" not in stderr
