@@ -280,3 +280,25 @@ def test_a_store_that_never_answers_fails_within_its_timeout(cli, capsys):
             capsys.readouterr()
     assert cli("runs", "--out", f"s3://{BUCKET}/x?timeout=soon") == 2
     assert "timeout must be a number of seconds" in one_error_line(capsys)
+
+
+def test_a_dream_run_on_s3_records_figures_that_are_in_the_bucket(s3_endpoint, trained_model_path, ray_local, cli,
+                                                                  capsys):
+    """The store writes a job's artifacts the same way on every backend: the PNG locations
+    ``dream``'s summary records are objects of the bucket, next to the summary (was: paths in
+    a local staging folder deleted afterwards)."""
+    from PIL import Image
+
+    filesystem = s3(s3_endpoint)
+    out = uri(s3_endpoint, "team/dreams")
+    assert cli("dream", "--maps", "3,56", "--size", "56", "--iterations", "1", "--epochs", "2",
+               "--model", trained_model_path, "--out", out) == 0
+    capsys.readouterr()
+    with filesystem.open_input_stream(f"{BUCKET}/team/dreams/dream/latest") as stream:
+        run_key = f"{BUCKET}/team/dreams/dream/{stream.read().decode()}"
+    summary = pd.read_parquet(f"{run_key}/summary.parquet", filesystem=filesystem)
+    locations = [*summary["dream_png"], *summary["panels_png"], *summary["contact_sheet_png"]]
+    assert len(locations) == 6 and all(location.startswith(f"s3://{run_key}/") for location in locations)
+    for location in set(locations):
+        with filesystem.open_input_file(location.removeprefix("s3://")) as file:
+            assert Image.open(file).size[0] > 0  # a PNG, there
