@@ -487,6 +487,12 @@ def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):
     # mode, read from this constant when the node IP is resolved).
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
+    # A closed terminal sends SIGHUP to its whole process group, Ray's processes with the
+    # driver, and they die of it (gcs_server, raylet: no handler), which left the driver
+    # waiting on a half-started Ray for ever. Started with SIGHUP blocked (a mask is
+    # inherited), they leave the hang-up to the driver, which stops them as for SIGINT;
+    # a SIGHUP meanwhile is delivered here when the mask is put back.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         with _ray_init_guarded():
             context = ray.init(
@@ -511,6 +517,7 @@ def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         if auth_mode is not None:
             os.environ["RAY_AUTH_MODE"] = auth_mode
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     _tighten_token_file()
     node_ip = context.address_info.get("node_ip_address")
     if node_ip != LOOPBACK or not _token_auth_enabled():

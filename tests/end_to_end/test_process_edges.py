@@ -221,6 +221,17 @@ def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trai
         starting.end()
     assert starting.temp_dirs, "the private folder of the run's Ray was not seen"
 
+    # ... and a closed terminal once Ray is up: SIGHUP to the whole group, Ray's processes
+    # with the driver (was: they died of it, and the driver took 31 s to stop, once more than
+    # a minute; now they start with SIGHUP blocked and the driver stops them)
+    hung_up = Process(tmp_path, *args)
+    try:
+        hung_up.wait_until(lambda: "local Ray:" in hung_up.stderr, "Ray up")
+        os.killpg(hung_up.pid, signal.SIGHUP)
+        assert_stopped_with(hung_up, 3, INTERRUPTED)
+    finally:
+        hung_up.end()
+
     # 3. once Ray is up, while the actors load the model: Ctrl-C to the whole group
     loading = Process(tmp_path, *args)
     try:
