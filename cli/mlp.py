@@ -1,9 +1,10 @@
 """``dreamctl mlp train``: one run of the numpy MLP (algorithms.md §5), on pixels or on
 cluster-distance features (§6), computed in this process with a per-epoch progress bar.
 
-The run is one shard of ``jobs.mlp.MLPTrainJob`` and stored like every job's result:
-``<out>/mlp/<run_id>/epochs/part-….parquet``, ``curves.png``, ``_manifest.json``, ``_SUCCESS``.
-A rerun with the same options finds the finished part and only redraws the figure.
+The run is one shard of ``jobs.mlp.MLPTrainJob``, stored by the run store like every job's
+result (``<out>/mlp/<run_id>/``: the ``epochs`` table and ``curves.png``; layout in
+cluster/storage.py). A rerun with the same options finds the finished part and only redraws
+the figure.
 """
 
 from __future__ import annotations

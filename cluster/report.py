@@ -16,7 +16,7 @@ from rich.console import Console
 from cluster.model_file import file_hash, read_metadata
 from cluster.options import DEFAULT_MODEL, RayOptions, RunOptions, is_uri
 from cluster.runner import check_out_folder, execute
-from cluster.storage import LATEST, LocalBackend
+from cluster.storage import LATEST, MANIFEST, LocalBackend
 from cluster.store import Run, RunStore, copy_run, finished_run, job_runs, newest_finished
 from core.errors import BadInput
 from jobs.atlas import AtlasJob, PrecursorRun, map_inputs, reused_oips
@@ -60,7 +60,7 @@ def locate_run(run_dir: str | None, out: Path | str) -> tuple[Path | str, str]:
         except BadInput:
             claimed = None
         if claimed is None:
-            raise BadInput(f"{run_dir} is not a dreamctl run folder of a precursor run (no precursor/<run_id>/_manifest.json)")
+            raise BadInput(f"{run_dir} is not a dreamctl run folder of a precursor run (no precursor/<run_id>/{MANIFEST})")
         raise BadInput(f"{run_dir} is a {claimed!r} run; the report needs a precursor run")
     return root, name
 
