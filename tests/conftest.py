@@ -68,3 +68,28 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(folder))
     monkeypatch.delenv("KERAS_HOME", raising=False)
     return folder
+
+
+@pytest.fixture
+def ctrl_c_after(monkeypatch):
+    """``ctrl_c_after(n)``: jobs run in this process get Ctrl-C (KeyboardInterrupt) right after
+    the n-th shard they report done; ``ctrl_c_after(None)`` takes that back (for the rerun)."""
+    import cluster.progress
+
+    advance = cluster.progress.JobProgress.advance
+
+    def arm(n: int | None) -> None:
+        if n is None:
+            monkeypatch.setattr(cluster.progress.JobProgress, "advance", advance)
+            return
+        calls = {"n": 0}
+
+        def advance_then_interrupt(self, items):
+            advance(self, items)
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(cluster.progress.JobProgress, "advance", advance_then_interrupt)
+
+    return arm

@@ -14,12 +14,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,25 +24,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from cluster.files import is_temporary
-from tests.support.processes import private_ray_folders, process_tree
+from tests.support.precursor_runs import read, run_once
+from tests.support.precursor_runs import run_dir as the_run_dir
+from tests.support.processes import Dreamctl
 
-DREAMCTL = Path(sys.executable).with_name("dreamctl")
 # 8 maps × 27 phase-1 shards of 3 patterns (~20 ms each on one actor) + 1 phase-2 shard: the
 # run computes for a few seconds after its first part, time enough to stop it half-way
 RUN = ["precursor", "--maps", "0-7", "--grid", "2", "--test-epochs", "3", "--exhaustive", "--patterns-per-shard", "3",
        "--top", "2", "--full-epochs", "20", "--actors", "1", "--chunk-size", "32"]
 N_SCORES_SHARDS, N_SHARDS = 8 * 27, 8 * 27 + 1
-STARTUP_TIMEOUT_S = 240  # TensorFlow import, a local Ray and an actor on a busy 2-core machine
-
-
-def read(run_dir: Path, phase: str) -> pd.DataFrame:
-    keys = ["map", "pattern"] if phase == "scores" else ["map", "rank"]
-    return pd.read_parquet(run_dir / phase).sort_values(keys).reset_index(drop=True)
-
-
-def the_run_dir(folder: Path) -> Path:
-    (run_dir,) = [p for p in (folder / "results" / "precursor").iterdir() if not p.is_symlink()]
-    return run_dir
 
 
 def assert_same_result(run_dir: Path, reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -59,79 +45,14 @@ def assert_same_result(run_dir: Path, reference: tuple[pd.DataFrame, pd.DataFram
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, trained_model_path, ray_local) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, oips) of one uninterrupted RUN, in this process."""
-    from cli.app import main
-
-    folder = tmp_path_factory.mktemp("uninterrupted")
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        assert main([*RUN, "--model", str(trained_model_path)]) == 0
-    finally:
-        os.chdir(cwd)
-    run_dir = the_run_dir(folder)
-    return read(run_dir, "scores"), read(run_dir, "oips")
+    _, scores, oips = run_once(tmp_path_factory.mktemp("uninterrupted"), RUN, trained_model_path)
+    return scores, oips
 
 
-class Dreamctl:
-    """``dreamctl ARGS`` as a real process in ``folder`` (its own local Ray, output in files)."""
-
-    def __init__(self, folder: Path, *args: str):
-        env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        command = [str(DREAMCTL)] if DREAMCTL.exists() else [sys.executable, "-c", "from cli.app import run; run()"]
-        self.stdout, self.stderr = folder / "dreamctl.out", folder / "dreamctl.err"
-        with self.stdout.open("w") as stdout, self.stderr.open("w") as stderr:
-            self.process = subprocess.Popen([*command, *args], cwd=folder, env=env, stdout=stdout, stderr=stderr)
-        self.pid = self.process.pid
-        self.tree: set[int] = set()
-        self.ray_folders: set[str] = set()  # its local Ray's private folder (kill -9 leaves it)
-
-    def wait_for_commits(self, folder: Path, n: int) -> None:
-        """Until ``n`` phase-1 parts are committed under ``folder``/results; notes the
-        process tree (the driver's Ray) while it runs."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-
-        def committed() -> int:  # a record being written has a temporary name that also ends in .json
-            return sum(not is_temporary(path.name) for path in folder.glob("results/precursor/*/_commits/scores/*.json"))
-
-        while committed() < n:
-            assert self.process.poll() is None, f"dreamctl ended early ({self.process.returncode}): {self.stderr.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"no {n} committed parts within {STARTUP_TIMEOUT_S} s"
-            self.tree.update(process_tree(self.pid))
-            time.sleep(0.05)
-        self.tree.update(process_tree(self.pid))
-        self.ray_folders.update(private_ray_folders(self.tree))
-
-    def left_running(self, grace_s: float) -> list[int]:
-        """The pids of its tree that still run ``grace_s`` after the process ended (zombies have ended)."""
-        deadline = time.monotonic() + grace_s
-        while True:
-            left = []
-            for pid in self.tree - {self.pid}:
-                try:
-                    if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X"):
-                        left.append(pid)
-                except (OSError, IndexError):
-                    pass
-            if not left or time.monotonic() > deadline:
-                return left
-            time.sleep(0.2)
-
-    def end(self) -> None:
-        """Kill the process if it still runs, and whatever of its tree is left after 30 s."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in self.tree - {self.pid}):
-            time.sleep(0.5)
-        for pid in self.tree - {self.pid}:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for folder in self.ray_folders:
-            shutil.rmtree(folder, ignore_errors=True)
+def n_committed(folder: Path) -> int:
+    """Phase-1 parts committed under ``folder``/results (a record being written has a
+    temporary name that also ends in .json)."""
+    return sum(not is_temporary(path.name) for path in folder.glob("results/precursor/*/_commits/scores/*.json"))
 
 
 def committed_parts(run_dir: Path) -> dict[str, Path]:
@@ -168,13 +89,13 @@ def test_sigterm_ends_a_real_run_with_exit_3_complete_parts_and_it_resumes(refer
                                                                            cli, capsys):
     dreamctl = Dreamctl(tmp_path, *RUN, "--model", str(trained_model_path))
     try:
-        dreamctl.wait_for_commits(tmp_path, 3)
+        dreamctl.wait_until(lambda: n_committed(tmp_path) >= 3, "3 committed parts")
         dreamctl.process.send_signal(signal.SIGTERM)
         exit_code = dreamctl.process.wait(timeout=60)  # SIGTERM always ends dreamctl
-        left = dreamctl.left_running(grace_s=5)  # its local Ray stopped: actors, raylet, agents
+        left = dreamctl.left_behind(grace_s=5)  # its local Ray stopped: actors, raylet, agents
     finally:
         dreamctl.end()
-    stderr = dreamctl.stderr.read_text()
+    stderr = dreamctl.stderr
     assert exit_code == 3, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "interrupted: finished shards are saved; rerun the same command to resume"
     assert "Traceback" not in stderr
@@ -196,7 +117,7 @@ def test_a_killed_driver_leaves_a_stale_lock_that_the_rerun_takes_over(reference
                                                                         cli, capsys):
     dreamctl = Dreamctl(tmp_path, *RUN, "--model", str(trained_model_path))
     try:
-        dreamctl.wait_for_commits(tmp_path, 3)
+        dreamctl.wait_until(lambda: n_committed(tmp_path) >= 3, "3 committed parts")
         dreamctl.process.send_signal(signal.SIGKILL)
         assert dreamctl.process.wait(timeout=60) == -signal.SIGKILL
     finally:

@@ -79,23 +79,12 @@ def quick_lock(monkeypatch):
 
 
 def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_model_path, ray_local, tmp_path,
-                                                        tmp_path_factory, cli, monkeypatch, capsys):
-    import cluster.progress
-
+                                                        tmp_path_factory, cli, ctrl_c_after, capsys):
     _, local_scores, local_oips = run_once(tmp_path_factory.mktemp("local"), SMALL, trained_model_path)
     out = uri(s3_endpoint, "team/runs")
     filesystem = s3(s3_endpoint)
 
-    advance = cluster.progress.JobProgress.advance
-    calls = {"n": 0}
-
-    def interrupt_after_three(self, items):
-        advance(self, items)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cluster.progress.JobProgress, "advance", interrupt_after_three)
+    ctrl_c_after(3)
     assert cli(*SMALL, "--model", trained_model_path, "--out", out) == 3
     capsys.readouterr()
     assert list(tmp_path.iterdir()) == []  # nothing written locally (the working folder)
@@ -110,7 +99,7 @@ def test_interrupted_s3_run_resumes_to_the_local_result(s3_endpoint, trained_mod
     tampered = parts[0].path
     with filesystem.open_output_stream(tampered) as stream:
         stream.write(b"not the committed bytes")
-    monkeypatch.setattr(cluster.progress.JobProgress, "advance", advance)
+    ctrl_c_after(None)
     assert cli(*SMALL, "--model", trained_model_path, "--out", out) == 0
     captured = capsys.readouterr()
     err, stdout = (" ".join(text.split()) for text in (captured.err, captured.out))  # rich wraps long lines

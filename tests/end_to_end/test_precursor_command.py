@@ -81,20 +81,9 @@ def test_pruned_phase_1_finds_the_exhaustive_top_candidates(reference, exhaustiv
     assert [(p["prune"], p["exhaustive"]) for p in params] == [([[1, 8], [2, 4]], False), ([], True)]
 
 
-def test_interrupted_run_resumes_to_the_same_result(reference, trained_model_path, tmp_path, cli, monkeypatch, capsys):
-    import cluster.progress
-
+def test_interrupted_run_resumes_to_the_same_result(reference, trained_model_path, tmp_path, cli, ctrl_c_after, capsys):
     _, scores, oips = reference
-    advance = cluster.progress.JobProgress.advance
-    calls = {"n": 0}
-
-    def interrupt_after_three(self, items):
-        advance(self, items)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cluster.progress.JobProgress, "advance", interrupt_after_three)
+    ctrl_c_after(3)
     assert cli(*SMALL, "--model", trained_model_path) == 3
     assert "rerun the same command to resume" in capsys.readouterr().err
     path = run_dir(tmp_path)
@@ -102,7 +91,7 @@ def test_interrupted_run_resumes_to_the_same_result(reference, trained_model_pat
     assert len(saved) == 3 and all(p.name.startswith("part-") for p in saved)  # complete parts only
     assert not (path / "_SUCCESS").exists()
 
-    monkeypatch.setattr(cluster.progress.JobProgress, "advance", advance)
+    ctrl_c_after(None)
     assert cli(*SMALL, "--model", trained_model_path) == 0
     assert "3 of 11 shards reused" in capsys.readouterr().out  # 10 scores shards + 1 oips shard
     pd.testing.assert_frame_equal(read(path, "scores"), scores)

@@ -22,12 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import private_ray_folders, process_tree
+from tests.support.processes import Dreamctl
 
-DREAMCTL = Path(sys.executable).with_name("dreamctl")
 INTERRUPTED = "interrupted: finished shards are saved; rerun the same command to resume"
 NOT_STARTED = "interrupted before anything started: nothing was written"
-STARTUP_TIMEOUT_S = 240  # TensorFlow import, a local Ray and actors on a busy 2-core machine
 
 
 def test_no_home_folder_at_all(tmp_path):
@@ -64,110 +62,7 @@ def test_lines_on_stderr_are_not_cut_at_the_terminal_width(tmp_path):
     assert "data mnist-5k: 4,000 train / 1,000 test images" in done.stderr.splitlines()
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def group_members(pgid: int) -> list[int]:
-    """Running processes of the process group ``pgid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return found
-
-
-def as_a_shell_starts_it(ignore_hangup: bool):
-    """What the child starts with, as a shell in a terminal starts a command: SIGINT, SIGTERM and
-    SIGHUP at their defaults and not blocked, whatever the test process has (an ignored or
-    blocked signal is inherited through exec), SIGHUP ignored when ``nohup`` runs it."""
-
-    def setup() -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
-        if ignore_hangup:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    return setup
-
-
-class Process:
-    """``dreamctl ARGS`` (or ``python -c CODE ARGS``) as a real process in ``folder``, in a
-    process group of its own; notes its process tree while it runs."""
-
-    def __init__(self, folder: Path, *args: str, stdout=None, stderr=None, env: dict | None = None,
-                 ignore_hangup: bool = False):
-        environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-        environment.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
-        command = [str(DREAMCTL)] if DREAMCTL.exists() else [sys.executable, "-c", "from cli.app import run; run()"]
-        self.stderr_path = folder / f"dreamctl-{time.monotonic_ns()}.err"
-        with self.stderr_path.open("w") as default_stderr:
-            self.process = subprocess.Popen([*command, *args], cwd=folder, env=environment, start_new_session=True,
-                                            stdout=subprocess.DEVNULL if stdout is None else stdout,
-                                            stderr=default_stderr if stderr is None else stderr,
-                                            preexec_fn=as_a_shell_starts_it(ignore_hangup))
-        self.pid = self.process.pid
-        self.tree: set[int] = {self.pid}
-        self.temp_dirs: set[str] = set()
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def watch(self) -> None:
-        """Note the process tree and the private folder of its Ray (from gcs_server's command line)."""
-        pids = process_tree(self.pid)
-        self.tree.update(pids)
-        self.temp_dirs.update(private_ray_folders(pids))
-
-    def wait_until(self, ready, what: str) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not ready():
-            assert self.process.poll() is None, f"dreamctl ended before {what} ({self.process.returncode}): {self.stderr[-2000:]}"
-            assert time.monotonic() < deadline, f"no {what} within {STARTUP_TIMEOUT_S} s"
-            self.watch()
-            time.sleep(0.05)
-        self.watch()
-
-    def children(self) -> list[int]:
-        return [pid for pid in process_tree(self.pid) if pid != self.pid]
-
-    def has_ray_starting(self) -> bool:
-        return any(b"gcs_server" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in self.children()
-                   if os.path.exists(f"/proc/{pid}/cmdline"))
-
-    def left_behind(self, grace_s: float = 5.0) -> list[int]:
-        """The run's processes still running ``grace_s`` after it ended (its tree and its group)."""
-        deadline = time.monotonic() + grace_s
-        while True:
-            left = sorted({pid for pid in self.tree - {self.pid} if running(pid)} | set(group_members(self.pid)))
-            if not left or time.monotonic() > deadline:
-                return left
-            time.sleep(0.2)
-
-    def end(self) -> None:
-        """Kill whatever of the run is left (after the assertions)."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        for pid in (self.tree - {self.pid}) | set(group_members(self.pid)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def assert_stopped_with(process: Process, exit_code: int, line: str) -> None:
+def assert_stopped_with(process: Dreamctl, exit_code: int, line: str) -> None:
     """Exit ``exit_code`` within a minute, ``line`` last on stderr and only once, no
     traceback, and nothing of the run left: no process, no private Ray folder."""
     try:
@@ -197,7 +92,7 @@ def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trai
     # 1. before anything started (Python and TensorFlow still importing): Ctrl-C is exit 2, and
     # so is a hang-up (a closed terminal; was: killed by SIGHUP) unless nohup ignores it
     for how in ("SIGINT", "SIGHUP", "nohup"):
-        before = Process(tmp_path, *args, ignore_hangup=how == "nohup")
+        before = Dreamctl(tmp_path, *args, ignore_hangup=how == "nohup")
         try:
             time.sleep(1.0)
             assert before.process.poll() is None and not before.children(), "the run got further than its imports"
@@ -212,7 +107,7 @@ def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trai
             before.end()
 
     # 2. while the local Ray starts (was: exit 15, Ray's agents left running for a minute)
-    starting = Process(tmp_path, *args)
+    starting = Dreamctl(tmp_path, *args)
     try:
         starting.wait_until(starting.has_ray_starting, "Ray starting")
         starting.process.send_signal(signal.SIGTERM)
@@ -224,7 +119,7 @@ def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trai
     # ... and a closed terminal once Ray is up: SIGHUP to the whole group, Ray's processes
     # with the driver (was: they died of it, and the driver took 31 s to stop, once more than
     # a minute; now they start with SIGHUP blocked and the driver stops them)
-    hung_up = Process(tmp_path, *args)
+    hung_up = Dreamctl(tmp_path, *args)
     try:
         hung_up.wait_until(lambda: "local Ray:" in hung_up.stderr, "Ray up")
         os.killpg(hung_up.pid, signal.SIGHUP)
@@ -233,7 +128,7 @@ def test_signals_at_every_stage_end_in_one_line_and_leave_nothing(tmp_path, trai
         hung_up.end()
 
     # 3. once Ray is up, while the actors load the model: Ctrl-C to the whole group
-    loading = Process(tmp_path, *args)
+    loading = Dreamctl(tmp_path, *args)
     try:
         loading.wait_until(lambda: "local Ray:" in loading.stderr, "Ray up")
         for folder in loading.temp_dirs:  # private while it ran
@@ -267,7 +162,7 @@ def test_sigterm_ends_a_run_whose_output_nobody_reads(tmp_path):
     out_read, out_write = filled_pipe()
     err_read, err_write = filled_pipe()
     try:
-        process = Process(tmp_path, "mlp", "train", "--epochs", "3000", "--out", "res", stdout=out_write, stderr=err_write)
+        process = Dreamctl(tmp_path, "mlp", "train", "--epochs", "3000", "--out", "res", stdout=out_write, stderr=err_write)
         os.close(out_write), os.close(err_write)
         try:
             started = time.monotonic()
@@ -292,7 +187,7 @@ def test_a_reader_that_closes_stdout_early_gets_one_line_on_stderr(tmp_path):
     # `dreamctl ... | head -0`: rich's silent exit 1 (no word on stderr); now one line
     read_end, write_end = os.pipe()
     os.close(read_end)
-    process = Process(tmp_path, "mlp", "train", "--epochs", "2", "--out", "res", stdout=write_end)
+    process = Dreamctl(tmp_path, "mlp", "train", "--epochs", "2", "--out", "res", stdout=write_end)
     os.close(write_end)
     try:
         assert process.process.wait(timeout=240) == 1

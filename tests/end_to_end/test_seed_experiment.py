@@ -26,22 +26,11 @@ def small_npz(tmp_path_factory, dataset):
     return path
 
 
-def test_end_to_end_interrupted_and_resumed(small_npz, ray_local, cli, capsys, monkeypatch, tmp_path):
-    import cluster.progress
-
-    advance = cluster.progress.JobProgress.advance
-    calls = {"n": 0}
-
-    def interrupt_in_the_oip_run(self, items):
-        advance(self, items)
-        calls["n"] += 1
-        if calls["n"] == 2:  # the training run's shard, then the oip run's first
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cluster.progress.JobProgress, "advance", interrupt_in_the_oip_run)
+def test_end_to_end_interrupted_and_resumed(small_npz, ray_local, cli, capsys, ctrl_c_after, tmp_path):
+    ctrl_c_after(2)  # the training run's shard, then the oip run's first
     assert cli("--data", small_npz, *SMALL) == 3
     capsys.readouterr()
-    monkeypatch.setattr(cluster.progress.JobProgress, "advance", advance)
+    ctrl_c_after(None)
     assert cli("--data", small_npz, *SMALL) == 0
     out = capsys.readouterr().out
     assert "the articles' numbers on small (400 train / 100 test images)" in out
