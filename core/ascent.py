@@ -220,8 +220,9 @@ class Ascent:
         self._compiled: dict[tuple, tuple] = {}  # (rows, warm-up kind, sliced) -> (ascend, losses)
 
     def _functions(self, n_rows: int, warmup_kind: str | None, sliced: bool) -> tuple:
-        """Compiled (ascend, losses) for a chunk shape: the smallest power of two ≥ n_rows,
-        capped at ``chunk_size``; each (shape, variant) is traced once."""
+        """(rows, ascend, losses, step) compiled for a chunk shape: the smallest power of two
+        ≥ n_rows, capped at ``chunk_size``; each (shape, variant) is traced once, each
+        function when first called. ``step``: one step without a warm-up, see :meth:`_step`."""
         rows = min(self.chunk_size, 1 << max(0, int(n_rows) - 1).bit_length())
         key = (rows, warmup_kind, sliced)
         if key not in self._compiled:
@@ -237,9 +238,13 @@ class Ascent:
             def losses(images, weights, map_id):
                 return self._objectives(self._pixels(images), weights, map_id if sliced else None)[0]
 
+            def step(images, weights, map_id, learning_rate):
+                return self._step(images, weights, map_id if sliced else None, learning_rate)
+
             self._compiled[key] = (
                 tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
                 tf.function(losses, input_signature=[image_spec, weight_specs, map_spec]),
+                tf.function(step, input_signature=[image_spec, weight_specs, map_spec, scalar_specs[1]]),
             )
         return rows, *self._compiled[key]
 
@@ -315,6 +320,23 @@ class Ascent:
                                         for (_, post), n in zip(activations, negative)])
         return losses, tf.where(warming, surrogate, losses)
 
+    def _step(self, images, weights, map_slice, learning_rate, warmup_kind=None, warming=None):
+        """One ascent step: (images one step further, their losses where they were), shapes
+        (rows, 28, 28, 1) and (rows,).
+
+        The gradient is taken with respect to the pixels the layers read and padded with
+        zeros to the image (the same numbers as the gradient of the crop, without
+        TensorFlow's slow StridedSliceGrad); the RMS is over the whole image."""
+        margin = int(images.shape[1]) - self.input_extent
+        pixels = self._pixels(images)
+        with tf.GradientTape() as tape:
+            tape.watch(pixels)
+            losses, ascended = self._objectives(pixels, weights, map_slice, warmup_kind, warming)
+            total = tf.reduce_sum(ascended)
+        gradients = tf.pad(tape.gradient(total, pixels), [[0, 0], [0, margin], [0, margin], [0, 0]])
+        rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
+        return images + learning_rate * gradients / (rms + RMS_EPSILON), losses
+
     def _ascend_graph(self, images, weights, warmup, map_slice, epochs, learning_rate, warmup_kind):
         history = tf.TensorArray(tf.float32, size=epochs + 1, element_shape=images.shape[:1])
 
@@ -324,21 +346,9 @@ class Ascent:
         # leaves a MaxPoolGrad on TensorFlow's own kernel, which made the whole step ~1.5×
         # slower. A separate body is acyclic: every trace gets oneDNN's kernels
         # (docs/PERFORMANCE.md, "One step, one function"). Same arithmetic either way.
-        # The gradient is taken with respect to the pixels the layers read and padded with
-        # zeros to the image (the same numbers as the gradient of the crop, without
-        # TensorFlow's slow StridedSliceGrad); the RMS is over the whole image, as before.
-        margin = int(images.shape[1]) - self.input_extent
-
         @tf.function(experimental_attributes=NO_INLINE)
         def ascend_once(images, warming):
-            pixels = self._pixels(images)
-            with tf.GradientTape() as tape:
-                tape.watch(pixels)
-                losses, ascended = self._objectives(pixels, weights, map_slice, warmup_kind, warming)
-                total = tf.reduce_sum(ascended)
-            gradients = tf.pad(tape.gradient(total, pixels), [[0, 0], [0, margin], [0, margin], [0, 0]])
-            rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
-            return images + learning_rate * gradients / (rms + RMS_EPSILON), losses
+            return self._step(images, weights, map_slice, learning_rate, warmup_kind, warming)
 
         def step(epoch, images, history):
             images, losses = ascend_once(images, epoch < warmup)
@@ -361,11 +371,12 @@ class Ascent:
             chunk_weights = tuple(tf.constant(np.pad(w[start:stop], ((0, pad), (0, 0)))) for w in weights)
             yield start, stop, tf.constant(chunk_images, tf.float32), chunk_weights
 
-    def _losses(self, images: np.ndarray, weights: Sequence[np.ndarray], map_slice: int | None) -> np.ndarray:
+    def _losses(self, images: np.ndarray, weights: Sequence[np.ndarray], map_slice: int | None,
+                shape_of: int | None = None) -> np.ndarray:
         """Post-ReLU objectives (N,) of checked images; ``weights`` already sliced to the
-        map's column when ``map_slice`` is given."""
+        map's column when ``map_slice`` is given; ``shape_of`` as in :meth:`_advance`."""
         out = np.empty(len(images), np.float32)
-        rows, _, compute = self._functions(len(images), None, map_slice is not None)
+        rows, _, compute, _ = self._functions(len(images) if shape_of is None else shape_of, None, map_slice is not None)
         map_id = tf.constant(map_slice or 0, tf.int32)
         for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
             out[start:stop] = compute(chunk_images, chunk_weights, map_id).numpy()[: stop - start]
@@ -378,7 +389,7 @@ class Ascent:
         keep the first stage's shape: oneDNN may sum in another order for another batch
         size, and the survivors' losses must be the exhaustive run's to the bit."""
         kind = warmup_kind if np.any(warmup > 0) else None  # no warm-up: the plain graph
-        rows, ascend, _ = self._functions(len(images) if shape_of is None else shape_of, kind, map_slice is not None)
+        rows, ascend, _, _ = self._functions(len(images) if shape_of is None else shape_of, kind, map_slice is not None)
         out_images = np.empty_like(images)
         out_losses = np.empty(len(images), np.float32)
         history = np.empty((epochs + 1, len(images)), np.float32)
@@ -392,6 +403,20 @@ class Ascent:
             out_losses[start:stop] = losses.numpy()[: stop - start]
             history[:, start:stop] = loss_history.numpy()[:, : stop - start]
         return out_images, out_losses, history
+
+    def _step_chunks(self, images, weights, learning_rate, map_slice, shape_of) -> tuple[np.ndarray, np.ndarray]:
+        """One step without a warm-up on every image given: (images one step further (N, 28,
+        28), the losses (N,) where they were), in the chunk shape ``shape_of`` images get.
+        The same arithmetic as a step of :meth:`_advance` (the same :meth:`_step`)."""
+        rows, _, _, step = self._functions(shape_of, None, map_slice is not None)
+        out_images = np.empty_like(images)
+        out_losses = np.empty(len(images), np.float32)
+        constants = (tf.constant(map_slice or 0, tf.int32), tf.constant(learning_rate, tf.float32))
+        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
+            moved, losses = step(chunk_images, chunk_weights, *constants)
+            out_images[start:stop] = moved.numpy()[: stop - start, :, :, 0]
+            out_losses[start:stop] = losses.numpy()[: stop - start]
+        return out_images, out_losses
 
     def _check(self, images: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
         images = np.asarray(images, np.float32)
@@ -619,7 +644,7 @@ class Ascent:
         out_images = images.copy()
         losses = self._losses(images, weights, map_slice)
         reached = np.full(len(images), epochs, np.int32)
-        previous = losses.copy()  # the loss one step before the one each start is at
+        previous = losses.copy()  # of the starts still cut: the loss one step before the one they are at
         live = np.flatnonzero(losses != 0.0)  # frozen starts: exact at any step
 
         def advance(starts, steps):
@@ -630,7 +655,6 @@ class Ascent:
             final, last, history = self._advance(out_images[starts], [w[starts] for w in weights], steps,
                                                  learning_rate, no_warmup, None, map_slice, shape_of=len(live))
             out_images[starts], losses[starts] = final, last
-            previous[starts] = history[-2]
             return history
 
         if len(live) <= sample + leaders_count + top or epochs < 1:
@@ -645,16 +669,31 @@ class Ascent:
         bound = ClimbBound.learn(finished_history, top, margin)
         active = np.setdiff1d(rest, ahead)
         image_steps = len(finished) * epochs
+
+        def step_further(starts):
+            """(images one step further, losses where they are) of ``starts``."""
+            return self._step_chunks(out_images[starts], [w[starts] for w in weights], learning_rate, map_slice,
+                                     shape_of=len(live))
+
+        # Past step 0, one call per step gives the losses the cut needs and the step itself:
+        # a start cut there has its step computed for nothing (~0.06× the exhaustive
+        # image-steps), where a forward pass of its own for the losses made every step
+        # taken ~1.45× as costly (docs/PERFORMANCE.md, "One call per step").
         for step in range(epochs):
             if step == 0:
                 kept = bound.keep(0, losses[active])
             else:
+                moved, at_step = step_further(active)
+                previous[active], losses[active] = losses[active], at_step
                 running_rates = np.concatenate([losses[active] - previous[active], finished_rates[step - 1]])
                 kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
             reached[active[~kept]] = step
             active = active[kept]
-            advance(active, 1)
+            if len(active):
+                out_images[active] = step_further(active)[0] if step == 0 else moved[kept]
             image_steps += len(active)
+        if len(active):
+            losses[active] = self._losses(out_images[active], [w[active] for w in weights], map_slice, shape_of=len(live))
         return PrunedResult(out_images, losses, reached, image_steps)
 
 
