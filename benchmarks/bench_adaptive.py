@@ -1,0 +1,115 @@
+"""Phase 1 of whole maps with adaptive pruning: this tree's ``core/ascent.py`` against a git
+revision's, and both against the exhaustive 10 steps.
+
+In one process, one TensorFlow thread (an actor), interleaved, --repeats times each: every
+coarse pattern of the default grid for each map of --maps, ``Ascent.run_adaptive`` as the
+precursor's phase 1 runs it (conv3 sliced, the job's defaults), once with this tree's
+Ascent and once with REV's (its ``core/ascent.py`` loaded beside this one; the rest of
+``core`` is this tree's), then ``run_maps`` for the exhaustive 10 steps. Prints the
+seconds (median), the image-steps taken and the ratio to REV; checks that both give the
+same top 8 on every map.
+
+    .venv/bin/python benchmarks/bench_adaptive.py --model models/cnn.keras --baseline HEAD~1 [--maps 56,69] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from core.defaults import tensorflow_environment  # noqa: E402
+
+tensorflow_environment()
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from cluster.model_file import load_model  # noqa: E402
+from core.ascent import Ascent  # noqa: E402
+from core.patterns import precursor_images  # noqa: E402
+from jobs.precursor import PrecursorJob  # noqa: E402
+
+
+def ascent_of(revision: str):
+    """The Ascent class of ``revision``'s core/ascent.py."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:core/ascent.py"], check=True,
+                            capture_output=True, text=True).stdout
+    folder = Path(tempfile.mkdtemp(prefix="bench-adaptive-"))
+    path = folder / "ascent_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("ascent_baseline", path)
+    module = sys.modules["ascent_baseline"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Ascent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/cnn.keras")
+    parser.add_argument("--baseline", required=True, help="a git revision, e.g. HEAD~1")
+    parser.add_argument("--maps", default="56,69")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    job = PrecursorJob()
+    model, _ = load_model(args.model)
+    maps = [int(m) for m in args.maps.split(",")]
+    patterns = np.arange(len(job.levels) ** (job.grid ** 2))
+    images = precursor_images(patterns, job.grid, job.levels)
+    ascents = {"this tree": Ascent(model, [job.layer]), args.baseline: ascent_of(args.baseline)(model, [job.layer])}
+
+    def adaptive(ascent):
+        results = {}
+        for map_id in maps:
+            results[map_id] = ascent.run_adaptive(images, job.layer, np.full(len(images), map_id), job.test_epochs,
+                                                  top=job.top, seed=(map_id, 0), slice_map=True)
+        return results
+
+    def exhaustive(ascent):
+        for map_id in maps:
+            ascent.run_maps(images, job.layer, np.full(len(images), map_id), job.test_epochs, slice_map=True)
+
+    seconds: dict[str, list[float]] = {name: [] for name in [*ascents, "exhaustive"]}
+    outcomes = {}
+    for name, ascent in ascents.items():  # warm-up: traces
+        outcomes[name] = adaptive(ascent)
+    for map_id in maps:
+        tops = {name: tuple(outcome[map_id].ranking()[: job.top]) for name, outcome in outcomes.items()}
+        assert len(set(tops.values())) == 1, f"map {map_id}: the top {job.top} differ: {tops}"
+    steps = {name: sum(r.image_steps for r in outcome.values()) for name, outcome in outcomes.items()}
+    exhaustive(ascents["this tree"])
+    for repeat in range(args.repeats):
+        for name, ascent in ascents.items():
+            start = time.process_time()
+            adaptive(ascent)
+            seconds[name].append(time.process_time() - start)
+        start = time.process_time()
+        exhaustive(ascents["this tree"])
+        seconds["exhaustive"].append(time.process_time() - start)
+        print(f"  repeat {repeat + 1}: " + ", ".join(f"{name} {s[-1]:.2f} s" for name, s in seconds.items()), flush=True)
+    n_live = sum(int(np.count_nonzero(ascents["this tree"].losses(images, ascents["this tree"].map_objective(
+        job.layer, np.full(len(images), m))))) for m in maps)
+    steps["exhaustive"] = n_live * job.test_epochs
+    base = statistics.median(seconds[args.baseline])
+    print(f"maps {args.maps}: {len(images):,} patterns x {job.test_epochs} steps each, 1 TF thread, CPU seconds, "
+          f"median of {args.repeats}; the same top {job.top} on every map")
+    for name, timings in seconds.items():
+        median = statistics.median(timings)
+        print(f"  {name:<12} {median:7.2f} s  {steps[name]:>10,} image-steps taken  {steps[name] / median:7,.0f}/s  "
+              f"{base / median:5.2f}x {args.baseline}")
+
+
+if __name__ == "__main__":
+    main()
