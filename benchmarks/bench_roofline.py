@@ -14,6 +14,11 @@ CPU), --repeats times, interleaved:
    shard (the run store records both), all shards and without the first (which traces);
 3. sgemm again.
 
+"Phase 1" counts the image-steps the starts took; "all its arithmetic" adds what the
+pruning computed besides (steps computed for starts a cut then dropped, and forward passes
+for losses alone at half a step each; recorded by the job since 2026-12-02): the first is
+the job's speed, the second how close its arithmetic runs to the machine's.
+
 The ceiling is sgemm FLOP/s ÷ (2 × multiply-adds of one image-step). Multiply-adds are
 counted from the model's layer shapes: the forward pass of every convolution up to conv3
 (conv3 for one map, as phase 1 slices it) plus the gradient to each one's input (the same
@@ -103,7 +108,9 @@ def precursor(env: dict, model: str, maps: str, extra: list[str]) -> dict:
     steps = [int(r["image_steps"]) for r in records]
     cpu = [float(r["cpu_seconds"]) for r in records]
     seconds = [float(r["seconds"]) for r in records]
-    return {"shards": len(records), "image_steps": sum(steps), "cpu": sum(cpu), "seconds": sum(seconds),
+    # all the arithmetic in image-steps: a loss pass is a forward pass, half of a step's multiply-adds
+    arithmetic = sum(steps) + sum(r.get("discarded_steps", 0) + r.get("loss_passes", 0) / 2 for r in records)
+    return {"shards": len(records), "image_steps": sum(steps), "arithmetic": arithmetic, "cpu": sum(cpu), "seconds": sum(seconds),
             "steady_steps": sum(steps[1:]), "steady_cpu": sum(cpu[1:]), "steady_seconds": sum(seconds[1:]),
             "command_seconds": wall}
 
@@ -148,11 +155,13 @@ def main() -> None:
         rate_cpu = statistics.median(r["image_steps"] / r["cpu"] for r in runs)
         rate_wall = statistics.median(r["image_steps"] / r["seconds"] for r in runs)
         steady = statistics.median(r["steady_steps"] / r["steady_cpu"] for r in runs)
+        arithmetic = statistics.median(r["arithmetic"] / r["cpu"] for r in runs)
         for label, macs in counts.items():
             ceiling = gflops * 1e9 / (2 * macs)
             print(f"  {name:12s} {label:13s}: sgemm {gflops:6.1f} GFLOP/s, ceiling {ceiling:7,.0f} image-steps/s; "
                   f"phase 1 {rate_cpu:6,.0f}/CPU-s = {rate_cpu / ceiling:.2f} ({rate_wall:6,.0f}/wall-s = "
                   f"{rate_wall / ceiling:.2f}; without the first shard {steady:6,.0f}/CPU-s = {steady / ceiling:.2f}); "
+                  f"all its arithmetic {arithmetic:6,.0f}/CPU-s = {arithmetic / ceiling:.2f}; "
                   f"load {statistics.median(r['load'] for r in runs):.1f}")
 
 

@@ -87,14 +87,20 @@ class PrunedResult:
     epochs_reached: int32 (N,), that step: ``epochs`` for the survivors of every cut and for
     frozen starts (loss exactly 0 at step 0: they never move, so 0 is their exact loss
     after ``epochs``), the step of the cut that dropped it otherwise;
-    image_steps: ascent steps computed in all (the work; an exhaustive run does
-    (live starts) × epochs).
+    image_steps: ascent steps the starts took in all (an exhaustive run takes (live starts)
+    × epochs): the measure of pruning's savings;
+    discarded_steps: steps computed for starts that a cut then dropped, their image kept
+    from before (adaptive pruning: the step past step 0 computes the loss the cut needs);
+    loss_passes: forward passes computed for losses alone (every start's loss at step 0;
+    each start's loss at the step it stops). With the steps they are all the arithmetic.
     """
 
     images: np.ndarray
     losses: np.ndarray
     epochs_reached: np.ndarray
     image_steps: int
+    discarded_steps: int
+    loss_passes: int
 
     def ranking(self) -> np.ndarray:
         """Start indices, best first: the ones that reached the furthest step first, then
@@ -576,17 +582,18 @@ class Ascent:
         out_losses = self._losses(images, weights, map_slice)
         moving = (out_losses != 0.0) | (warmup > 0)
         reached = np.where(moving, 0, epochs).astype(np.int32)  # frozen starts: exact at any step
-        active, done, image_steps = np.flatnonzero(moving), 0, 0
+        active, done, image_steps, loss_passes = np.flatnonzero(moving), 0, 0, len(images)
         for stop, keep in [*cuts, (epochs, None)]:
             final, losses, _ = self._advance(out_images[active], [w[active] for w in weights], stop - done,
                                              learning_rate, np.maximum(warmup[active] - done, 0), warmup_kind, map_slice,
                                              shape_of=int(moving.sum()))
             out_images[active], out_losses[active], reached[active] = final, losses, stop
             image_steps += len(active) * (stop - done)
+            loss_passes += len(active)
             if keep is not None:
                 active = _best_per_map(active, out_losses, map_ids, keep)
             done = stop
-        return PrunedResult(out_images, out_losses, reached, image_steps)
+        return PrunedResult(out_images, out_losses, reached, image_steps, 0, loss_passes)
 
     def run_adaptive(
         self,
@@ -625,7 +632,7 @@ class Ascent:
         out_images = images.copy()
         out_losses = np.zeros(len(images), np.float32)
         reached = np.full(len(images), epochs, np.int32)
-        image_steps = 0
+        image_steps = discarded_steps = loss_passes = 0
         seed = [int(seed)] if np.isscalar(seed) else [int(v) for v in seed]
         for map_id in np.unique(map_ids):
             rows = np.flatnonzero(map_ids == map_id)
@@ -636,7 +643,9 @@ class Ascent:
                                         learning_rate)
             out_images[rows], out_losses[rows], reached[rows] = result.images, result.losses, result.epochs_reached
             image_steps += result.image_steps
-        return PrunedResult(out_images, out_losses, reached, image_steps)
+            discarded_steps += result.discarded_steps
+            loss_passes += result.loss_passes
+        return PrunedResult(out_images, out_losses, reached, image_steps, discarded_steps, loss_passes)
 
     def _adaptive_map(self, images, weights, map_slice, epochs, top, sample, leaders_count, margin, rng,
                       learning_rate) -> PrunedResult:
@@ -659,7 +668,7 @@ class Ascent:
 
         if len(live) <= sample + leaders_count + top or epochs < 1:
             advance(live, epochs)
-            return PrunedResult(out_images, losses, reached, len(live) * epochs)
+            return PrunedResult(out_images, losses, reached, len(live) * epochs, 0, len(images) + len(live))
         first = first_finishers(live, sample, rng)
         rest = np.setdiff1d(live, first)
         ahead = leaders(rest, losses, leaders_count)  # the highest initial losses
@@ -668,7 +677,7 @@ class Ascent:
         finished_rates = np.diff(finished_history, axis=0)  # the loss each gained at steps 1 .. epochs
         bound = ClimbBound.learn(finished_history, top, margin)
         active = np.setdiff1d(rest, ahead)
-        image_steps = len(finished) * epochs
+        image_steps, discarded_steps = len(finished) * epochs, 0
 
         def step_further(starts):
             """(images one step further, losses where they are) of ``starts``."""
@@ -688,13 +697,15 @@ class Ascent:
                 running_rates = np.concatenate([losses[active] - previous[active], finished_rates[step - 1]])
                 kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
             reached[active[~kept]] = step
+            discarded_steps += int(np.count_nonzero(~kept)) if step else 0
             active = active[kept]
             if len(active):
                 out_images[active] = step_further(active)[0] if step == 0 else moved[kept]
             image_steps += len(active)
         if len(active):
             losses[active] = self._losses(out_images[active], [w[active] for w in weights], map_slice, shape_of=len(live))
-        return PrunedResult(out_images, losses, reached, image_steps)
+        loss_passes = len(images) + len(finished) + len(active)
+        return PrunedResult(out_images, losses, reached, image_steps, discarded_steps, loss_passes)
 
 
 def check_schedule(schedule: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -275,7 +275,8 @@ class ScoresPhase(CNNPhase):
              "loss": result.losses, "steps": result.epochs_reached.astype(np.int32)},
             schema=SCORES_SCHEMA,
         )
-        return with_work(table, map=int(map_id), image_steps=int(result.image_steps))
+        return with_work(table, map=int(map_id), image_steps=int(result.image_steps),
+                         discarded_steps=int(result.discarded_steps), loss_passes=int(result.loss_passes))
 
 
 @dataclass(frozen=True)

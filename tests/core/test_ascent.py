@@ -124,6 +124,8 @@ def test_pruned_survivors_equal_an_uninterrupted_run_bit_for_bit(ascent, starts)
     survivors = np.flatnonzero(pruned.epochs_reached == 10)
     np.testing.assert_array_equal(pruned.images[survivors], full.images[survivors])
     assert pruned.image_steps == live.sum() * 2 + 64 * 3 + 16 * 5
+    # each stage ends with the losses its cut ranks by; none of its steps is thrown away
+    assert (pruned.loss_passes, pruned.discarded_steps) == (len(pruned.losses) + live.sum() + 64 + 16, 0)
     # the survivors' own direct run gives the same images and losses too
     direct = ascent.run_maps(starts[after_5], "conv3", map_ids[after_5], 10)
     np.testing.assert_array_equal(direct.images, pruned.images[after_5])
@@ -370,6 +372,10 @@ def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps
         # a start dropped at step s reports its loss after s steps
         np.testing.assert_array_equal(adaptive.losses, full.history[adaptive.epochs_reached, np.arange(len(shard))])
         assert adaptive.image_steps == int(np.where(live, adaptive.epochs_reached, 0).sum())
+        # all the arithmetic: a start cut past step 0 had that step computed for nothing; every
+        # start's loss at step 0 and each one's at step 10 took a forward pass of their own
+        assert adaptive.discarded_steps == int(np.count_nonzero(live & (adaptive.epochs_reached >= 1) & ~survivors))
+        assert adaptive.loss_passes == len(shard) + int(np.count_nonzero(live & survivors))
         # the same decisions replayed on the recorded losses (what the benchmarks rely on)
         reached, steps = replay(full.history, 8, ADAPTIVE_SAMPLE, ADAPTIVE_LEADERS, ADAPTIVE_MARGIN,
                                 np.random.default_rng([map_id, 0, map_id]))
