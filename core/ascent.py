@@ -207,6 +207,17 @@ def _pixel_conv(pixels, kernel, bias):
     return convolve(pixels, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
 
 
+def _chunkwise(compute, images, weights, output_spec):
+    """``compute(chunk images, chunk weights)`` for each chunk of images (chunks, rows, 28, 28,
+    1) and weights (per layer (chunks, rows, maps)), one chunk after the other in a loop in
+    the graph, outputs stacked (chunks, ...): one call from Python for every chunk, the
+    same arithmetic as one call per chunk. The chunk's computation is a function of its own
+    (NO_INLINE), for oneDNN's kernels, as in :meth:`Ascent._ascend_graph`."""
+    once = tf.function(compute, experimental_attributes=NO_INLINE)
+    return tf.map_fn(lambda chunk: once(chunk[0], chunk[1]), (images, weights), fn_output_signature=output_spec,
+                     parallel_iterations=1)
+
+
 class Ascent:
     """Gradient ascent on a trained CNN towards per-image objectives over ``layers``.
 
@@ -223,12 +234,14 @@ class Ascent:
         self.chunk_size = int(chunk_size)
         self._chain, self.input_extent = _layer_chain(model, self.layers)
         self.n_maps = tuple(int(model.get_layer(name).output.shape[-1]) for name in self.layers)
-        self._compiled: dict[tuple, tuple] = {}  # (rows, warm-up kind, sliced) -> (ascend, losses)
+        self._compiled: dict[tuple, tuple] = {}  # (rows, warm-up kind, sliced) -> (ascend, losses, step)
 
     def _functions(self, n_rows: int, warmup_kind: str | None, sliced: bool) -> tuple:
         """(rows, ascend, losses, step) compiled for a chunk shape: the smallest power of two
         ≥ n_rows, capped at ``chunk_size``; each (shape, variant) is traced once, each
-        function when first called. ``step``: one step without a warm-up, see :meth:`_step`."""
+        function when first called. ``ascend`` takes one chunk and runs many steps;
+        ``losses`` and ``step`` (one step without a warm-up, :meth:`_step`) take every chunk
+        at once, stacked (chunks, rows, ...), and compute them one by one (:func:`_chunkwise`)."""
         rows = min(self.chunk_size, 1 << max(0, int(n_rows) - 1).bit_length())
         key = (rows, warmup_kind, sliced)
         if key not in self._compiled:
@@ -236,21 +249,25 @@ class Ascent:
             weight_specs = tuple(tf.TensorSpec([rows, 1 if sliced else n], tf.float32) for n in self.n_maps)
             warmup_spec, map_spec = tf.TensorSpec([rows], tf.int32), tf.TensorSpec([], tf.int32)
             scalar_specs = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)]
+            stacked_images = tf.TensorSpec([None, *image_spec.shape], tf.float32)
+            stacked_weights = tuple(tf.TensorSpec([None, *spec.shape], tf.float32) for spec in weight_specs)
 
             def ascend(images, weights, warmup, map_id, epochs, learning_rate):
                 return self._ascend_graph(images, weights, warmup, map_id if sliced else None,
                                           epochs, learning_rate, warmup_kind)
 
             def losses(images, weights, map_id):
-                return self._objectives(self._pixels(images), weights, map_id if sliced else None)[0]
+                return _chunkwise(lambda x, w: self._objectives(self._pixels(x), w, map_id if sliced else None)[0],
+                                  images, weights, tf.TensorSpec([rows], tf.float32))
 
             def step(images, weights, map_id, learning_rate):
-                return self._step(images, weights, map_id if sliced else None, learning_rate)
+                return _chunkwise(lambda x, w: self._step(x, w, map_id if sliced else None, learning_rate),
+                                  images, weights, (image_spec, tf.TensorSpec([rows], tf.float32)))
 
             self._compiled[key] = (
                 tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
-                tf.function(losses, input_signature=[image_spec, weight_specs, map_spec]),
-                tf.function(step, input_signature=[image_spec, weight_specs, map_spec, scalar_specs[1]]),
+                tf.function(losses, input_signature=[stacked_images, stacked_weights, map_spec]),
+                tf.function(step, input_signature=[stacked_images, stacked_weights, map_spec, scalar_specs[1]]),
             )
         return rows, *self._compiled[key]
 
@@ -377,16 +394,24 @@ class Ascent:
             chunk_weights = tuple(tf.constant(np.pad(w[start:stop], ((0, pad), (0, 0)))) for w in weights)
             yield start, stop, tf.constant(chunk_images, tf.float32), chunk_weights
 
+    @staticmethod
+    def _stacked(images: np.ndarray, weights: Sequence[np.ndarray], rows: int) -> tuple:
+        """Images (N, 28, 28) and weights as chunks (chunks, rows, 28, 28, 1) and (chunks,
+        rows, maps), the last one padded with zero-weight images."""
+        pad = -len(images) % rows
+        stacked = np.pad(images, ((0, pad), (0, 0), (0, 0))).reshape(-1, rows, IMAGE_SIZE, IMAGE_SIZE, 1)
+        return (tf.constant(stacked, tf.float32),
+                tuple(tf.constant(np.pad(w, ((0, pad), (0, 0))).reshape(-1, rows, w.shape[1])) for w in weights))
+
     def _losses(self, images: np.ndarray, weights: Sequence[np.ndarray], map_slice: int | None,
                 shape_of: int | None = None) -> np.ndarray:
         """Post-ReLU objectives (N,) of checked images; ``weights`` already sliced to the
         map's column when ``map_slice`` is given; ``shape_of`` as in :meth:`_advance`."""
-        out = np.empty(len(images), np.float32)
+        if not len(images):
+            return np.zeros(0, np.float32)
         rows, _, compute, _ = self._functions(len(images) if shape_of is None else shape_of, None, map_slice is not None)
-        map_id = tf.constant(map_slice or 0, tf.int32)
-        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
-            out[start:stop] = compute(chunk_images, chunk_weights, map_id).numpy()[: stop - start]
-        return out
+        losses = compute(*self._stacked(images, weights, rows), tf.constant(map_slice or 0, tf.int32))
+        return losses.numpy().reshape(-1)[: len(images)]
 
     def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice, shape_of=None):
         """Run ``epochs`` steps on every image given (no skipping). Returns final images
@@ -415,14 +440,10 @@ class Ascent:
         28), the losses (N,) where they were), in the chunk shape ``shape_of`` images get.
         The same arithmetic as a step of :meth:`_advance` (the same :meth:`_step`)."""
         rows, _, _, step = self._functions(shape_of, None, map_slice is not None)
-        out_images = np.empty_like(images)
-        out_losses = np.empty(len(images), np.float32)
-        constants = (tf.constant(map_slice or 0, tf.int32), tf.constant(learning_rate, tf.float32))
-        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
-            moved, losses = step(chunk_images, chunk_weights, *constants)
-            out_images[start:stop] = moved.numpy()[: stop - start, :, :, 0]
-            out_losses[start:stop] = losses.numpy()[: stop - start]
-        return out_images, out_losses
+        moved, losses = step(*self._stacked(images, weights, rows), tf.constant(map_slice or 0, tf.int32),
+                             tf.constant(learning_rate, tf.float32))
+        return (moved.numpy().reshape(-1, IMAGE_SIZE, IMAGE_SIZE)[: len(images)],
+                losses.numpy().reshape(-1)[: len(images)])
 
     def _check(self, images: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
         images = np.asarray(images, np.float32)

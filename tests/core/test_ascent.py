@@ -268,7 +268,7 @@ def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts)
     fresh traces (ten pooling gradients) all get oneDNN's; the old code passed this about
     one time in ten. Runs on AVX2 CPUs too, where TensorFlow alone would not use oneDNN
     (core.defaults.TENSORFLOW_ENV turns it on). The one-step function of adaptive pruning
-    (acyclic, called once per step) gets them too."""
+    (a loop over chunks) gets them too."""
     import tensorflow as tf
 
     kernels, adaptive_kernels = [], []
@@ -278,7 +278,7 @@ def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts)
             lambda: ascent.run_maps(starts[:64], "conv3", np.full(64, 3), 2, slice_map=bool(trace % 2)))
         step = Ascent(trained_model[0], ["conv3"], chunk_size=64)._functions(64, None, True)[3]
         adaptive_kernels += _pool_gradient_kernels(
-            lambda: step(tf.constant(starts[:64, :, :, None]), (tf.ones([64, 1]),), tf.constant(3), tf.constant(0.1)))
+            lambda: step(tf.constant(starts[None, :64, :, :, None]), (tf.ones([1, 64, 1]),), tf.constant(3), tf.constant(0.1)))
     assert len(kernels) == 10 and all(kernel == "_MklNativeMaxPoolGrad" for kernel in kernels), kernels
     assert len(adaptive_kernels) == 10 and set(adaptive_kernels) == {"_MklNativeMaxPoolGrad"}, adaptive_kernels
 
