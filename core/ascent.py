@@ -29,8 +29,10 @@ Three options on top of the plain ascent:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from functools import cached_property
+from typing import NamedTuple, Sequence
 
 from core.defaults import (
     ADAPTIVE_LEADERS,
@@ -207,6 +209,16 @@ def _pixel_conv(pixels, kernel, bias):
     return convolve(pixels, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
 
 
+class _Compiled(NamedTuple):
+    """The compiled functions of one chunk shape (:meth:`Ascent._functions`)."""
+
+    ascend: tf.types.experimental.PolymorphicFunction
+    losses: tf.types.experimental.PolymorphicFunction
+    step: tf.types.experimental.PolymorphicFunction
+    features: tf.types.experimental.PolymorphicFunction
+    feature_losses: tf.types.experimental.PolymorphicFunction
+
+
 def _chunkwise(compute, images, weights, output_spec):
     """``compute(chunk images, chunk weights)`` for each chunk of images (chunks, rows, 28, 28,
     1) and weights (per layer (chunks, rows, maps)), one chunk after the other in a loop in
@@ -234,14 +246,23 @@ class Ascent:
         self.chunk_size = int(chunk_size)
         self._chain, self.input_extent = _layer_chain(model, self.layers)
         self.n_maps = tuple(int(model.get_layer(name).output.shape[-1]) for name in self.layers)
-        self._compiled: dict[tuple, tuple] = {}  # (rows, warm-up kind, sliced) -> (ascend, losses, step)
+        self._compiled: dict[tuple, _Compiled] = {}  # (rows, warm-up kind, sliced) -> its functions
+        self._features: tuple[tuple, tf.Tensor] | None = None  # ((rows, digest), features) of the last images (_losses)
 
-    def _functions(self, n_rows: int, warmup_kind: str | None, sliced: bool) -> tuple:
-        """(rows, ascend, losses, step) compiled for a chunk shape: the smallest power of two
-        ≥ n_rows, capped at ``chunk_size``; each (shape, variant) is traced once, each
-        function when first called. ``ascend`` takes one chunk and runs many steps;
-        ``losses`` and ``step`` (one step without a warm-up, :meth:`_step`) take every chunk
-        at once, stacked (chunks, rows, ...), and compute them one by one (:func:`_chunkwise`)."""
+    @cached_property
+    def _feature_shape(self) -> tuple[int, ...]:
+        """(h, w, channels) of the input of the chain's last layer."""
+        pixels = tf.zeros([1, self.input_extent, self.input_extent, 1])
+        return tuple(int(n) for n in self._chain_part(pixels, 0, len(self._chain) - 1)[0].shape[1:])
+
+    def _functions(self, n_rows: int, warmup_kind: str | None, sliced: bool) -> tuple[int, _Compiled]:
+        """(rows, functions) compiled for a chunk shape: the smallest power of two ≥ n_rows,
+        capped at ``chunk_size``; each (shape, variant) is traced once, each function when
+        first called. ``ascend`` takes one chunk and runs many steps; the others take every
+        chunk at once, stacked (chunks, rows, ...), and compute them one by one
+        (:func:`_chunkwise`): ``losses``; ``step``, one step without a warm-up
+        (:meth:`_step`); ``features``, the input of the chain's last layer, and
+        ``feature_losses``, the losses from it (sliced only; see :meth:`_losses`)."""
         rows = min(self.chunk_size, 1 << max(0, int(n_rows) - 1).bit_length())
         key = (rows, warmup_kind, sliced)
         if key not in self._compiled:
@@ -251,6 +272,8 @@ class Ascent:
             scalar_specs = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)]
             stacked_images = tf.TensorSpec([None, *image_spec.shape], tf.float32)
             stacked_weights = tuple(tf.TensorSpec([None, *spec.shape], tf.float32) for spec in weight_specs)
+            loss_spec = tf.TensorSpec([rows], tf.float32)
+            feature_spec = tf.TensorSpec([rows, *self._feature_shape], tf.float32)
 
             def ascend(images, weights, warmup, map_id, epochs, learning_rate):
                 return self._ascend_graph(images, weights, warmup, map_id if sliced else None,
@@ -258,18 +281,31 @@ class Ascent:
 
             def losses(images, weights, map_id):
                 return _chunkwise(lambda x, w: self._objectives(self._pixels(x), w, map_id if sliced else None)[0],
-                                  images, weights, tf.TensorSpec([rows], tf.float32))
+                                  images, weights, loss_spec)
 
             def step(images, weights, map_id, learning_rate):
                 return _chunkwise(lambda x, w: self._step(x, w, map_id if sliced else None, learning_rate),
-                                  images, weights, (image_spec, tf.TensorSpec([rows], tf.float32)))
+                                  images, weights, (image_spec, loss_spec))
 
-            self._compiled[key] = (
+            def features(images):
+                return _chunkwise(lambda x, _: self._chain_part(self._pixels(x), 0, len(self._chain) - 1)[0],
+                                  images, (), feature_spec)
+
+            def feature_losses(features, weights, map_id):
+                def compute(x, w):
+                    (pre, post) = self._chain_part(x, len(self._chain) - 1, len(self._chain), map_id)[1][self.layers[0]]
+                    return self._weighted_means([post], w)
+                return _chunkwise(compute, features, weights, loss_spec)
+
+            self._compiled[key] = _Compiled(
                 tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
                 tf.function(losses, input_signature=[stacked_images, stacked_weights, map_spec]),
                 tf.function(step, input_signature=[stacked_images, stacked_weights, map_spec, scalar_specs[1]]),
+                tf.function(features, input_signature=[stacked_images]),
+                tf.function(feature_losses, input_signature=[tf.TensorSpec([None, *feature_spec.shape], tf.float32),
+                                                             stacked_weights, map_spec]),
             )
-        return rows, *self._compiled[key]
+        return rows, self._compiled[key]
 
     # ----- objectives -------------------------------------------------------------------
     def map_objective(self, layer: str, map_ids: np.ndarray) -> list[np.ndarray]:
@@ -294,15 +330,22 @@ class Ascent:
     def _activations(self, pixels, map_slice=None) -> list[tuple]:
         """(pre-activation, activation) of each objective layer, each (rows, h, w, maps), from
         ``pixels`` (rows, ≥ input_extent, ≥ input_extent, 1); with ``map_slice`` the last layer
-        of the chain computes that one map only.
+        of the chain computes that one map only."""
+        found = self._chain_part(pixels, 0, len(self._chain), map_slice)[1]
+        return [found[name] for name in self.layers]
+
+    def _chain_part(self, x, first: int, stop: int, map_slice=None) -> tuple:
+        """Layers ``first`` to ``stop - 1`` of the chain on ``x``, their input: (output,
+        {layer name: (pre-activation, activation)} of the layers computed one by one).
 
         Layers that no objective reads take two shortcuts with the same activations:
         a Conv2D + ReLU + MaxPooling2D pools before its ReLU (:func:`_pools_before_relu`), and
         the first Conv2D on single-channel images takes its pixel gradient as a matrix
-        product (:func:`_pixel_conv`)."""
-        x, found, chain = pixels, {}, self._chain
-        index = 0
-        while index < len(chain):
+        product (:func:`_pixel_conv`). Neither spans the last layer (an objective's), so
+        the chain can be cut before it."""
+        found, chain = {}, self._chain
+        index = first
+        while index < stop:
             layer = chain[index]
             following = chain[index + 1] if index + 1 < len(chain) else None
             shortcut = layer is not chain[-1] and layer.name not in self.layers and following.name not in self.layers
@@ -321,27 +364,28 @@ class Ascent:
                 pre = x = layer(x, training=False)
             found[layer.name] = (pre, x)
             index += 1
-        return [found[name] for name in self.layers]
+        return x, found
 
     def _objectives(self, images, weights, map_slice=None, warmup_kind=None, warming=None):
         """(losses, ascended), both (rows,): the post-ReLU objective of each image, and the
         objective whose gradient it follows: its warm-up surrogate where ``warming`` (bool
         (rows,)) is true, else the losses themselves (the same tensor without a warm-up)."""
         activations = self._activations(images, map_slice)
-
-        def weighted_means(per_layer):
-            return tf.add_n([tf.reduce_sum(tf.reduce_mean(a, axis=[1, 2]) * w, axis=1) for a, w in zip(per_layer, weights)])
-
-        losses = weighted_means([post for _, post in activations])
+        losses = self._weighted_means([post for _, post in activations], weights)
         if warmup_kind is None:
             return losses, losses
         if warmup_kind == "pre_relu":
-            surrogate = weighted_means([pre for pre, _ in activations])
+            surrogate = self._weighted_means([pre for pre, _ in activations], weights)
         else:  # "leaky_relu": the value of the ReLU, the gradient of a leaky ReLU
             negative = [tf.minimum(pre, 0.0) for pre, _ in activations]
-            surrogate = weighted_means([post + LEAKY_SLOPE * (n - tf.stop_gradient(n))
-                                        for (_, post), n in zip(activations, negative)])
+            surrogate = self._weighted_means([post + LEAKY_SLOPE * (n - tf.stop_gradient(n))
+                                              for (_, post), n in zip(activations, negative)], weights)
         return losses, tf.where(warming, surrogate, losses)
+
+    @staticmethod
+    def _weighted_means(per_layer, weights):
+        """(rows,): per image, the sum over layers of its maps' spatial means times their weights."""
+        return tf.add_n([tf.reduce_sum(tf.reduce_mean(a, axis=[1, 2]) * w, axis=1) for a, w in zip(per_layer, weights)])
 
     def _step(self, images, weights, map_slice, learning_rate, warmup_kind=None, warming=None):
         """One ascent step: (images one step further, their losses where they were), shapes
@@ -409,8 +453,20 @@ class Ascent:
         map's column when ``map_slice`` is given; ``shape_of`` as in :meth:`_advance`."""
         if not len(images):
             return np.zeros(0, np.float32)
-        rows, _, compute, _ = self._functions(len(images) if shape_of is None else shape_of, None, map_slice is not None)
-        losses = compute(*self._stacked(images, weights, rows), tf.constant(map_slice or 0, tf.int32))
+        rows, compiled = self._functions(len(images) if shape_of is None else shape_of, None, map_slice is not None)
+        stacked_images, stacked_weights = self._stacked(images, weights, rows)
+        map_id = tf.constant(map_slice or 0, tf.int32)
+        if map_slice is None:
+            losses = compiled.losses(stacked_images, stacked_weights, map_id)
+        else:
+            # One map of the last layer: what the layers before it compute does not depend on
+            # the map, so it is kept for the same images (the precursor scores every map on
+            # the same patterns); the same arithmetic, chunk by chunk, as computing it anew.
+            key = (rows, hashlib.blake2b(np.ascontiguousarray(images).data, digest_size=16).digest())
+            if self._features is None or self._features[0] != key:
+                self._features = None  # the old features' memory first
+                self._features = (key, compiled.features(stacked_images))
+            losses = compiled.feature_losses(self._features[1], stacked_weights, map_id)
         return losses.numpy().reshape(-1)[: len(images)]
 
     def _advance(self, images, weights, epochs, learning_rate, warmup, warmup_kind, map_slice, shape_of=None):
@@ -420,7 +476,7 @@ class Ascent:
         keep the first stage's shape: oneDNN may sum in another order for another batch
         size, and the survivors' losses must be the exhaustive run's to the bit."""
         kind = warmup_kind if np.any(warmup > 0) else None  # no warm-up: the plain graph
-        rows, ascend, _, _ = self._functions(len(images) if shape_of is None else shape_of, kind, map_slice is not None)
+        rows, compiled = self._functions(len(images) if shape_of is None else shape_of, kind, map_slice is not None)
         out_images = np.empty_like(images)
         out_losses = np.empty(len(images), np.float32)
         history = np.empty((epochs + 1, len(images)), np.float32)
@@ -429,7 +485,8 @@ class Ascent:
         for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
             chunk_warmup = np.zeros(rows, np.int32)
             chunk_warmup[: stop - start] = warmup[start:stop]
-            final, losses, loss_history = ascend(chunk_images, chunk_weights, tf.constant(chunk_warmup), *constants)
+            final, losses, loss_history = compiled.ascend(chunk_images, chunk_weights, tf.constant(chunk_warmup),
+                                                          *constants)
             out_images[start:stop] = final.numpy()[: stop - start, :, :, 0]
             out_losses[start:stop] = losses.numpy()[: stop - start]
             history[:, start:stop] = loss_history.numpy()[:, : stop - start]
@@ -439,8 +496,8 @@ class Ascent:
         """One step without a warm-up on every image given: (images one step further (N, 28,
         28), the losses (N,) where they were), in the chunk shape ``shape_of`` images get.
         The same arithmetic as a step of :meth:`_advance` (the same :meth:`_step`)."""
-        rows, _, _, step = self._functions(shape_of, None, map_slice is not None)
-        moved, losses = step(*self._stacked(images, weights, rows), tf.constant(map_slice or 0, tf.int32),
+        rows, compiled = self._functions(shape_of, None, map_slice is not None)
+        moved, losses = compiled.step(*self._stacked(images, weights, rows), tf.constant(map_slice or 0, tf.int32),
                              tf.constant(learning_rate, tf.float32))
         return (moved.numpy().reshape(-1, IMAGE_SIZE, IMAGE_SIZE)[: len(images)],
                 losses.numpy().reshape(-1)[: len(images)])

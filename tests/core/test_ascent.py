@@ -276,7 +276,7 @@ def test_every_trace_runs_the_pooling_gradients_on_onednn(trained_model, starts)
         ascent = Ascent(trained_model[0], ["conv3"], chunk_size=64)
         kernels += _pool_gradient_kernels(
             lambda: ascent.run_maps(starts[:64], "conv3", np.full(64, 3), 2, slice_map=bool(trace % 2)))
-        step = Ascent(trained_model[0], ["conv3"], chunk_size=64)._functions(64, None, True)[3]
+        step = Ascent(trained_model[0], ["conv3"], chunk_size=64)._functions(64, None, True)[1].step
         adaptive_kernels += _pool_gradient_kernels(
             lambda: step(tf.constant(starts[None, :64, :, :, None]), (tf.ones([1, 64, 1]),), tf.constant(3), tf.constant(0.1)))
     assert len(kernels) == 10 and all(kernel == "_MklNativeMaxPoolGrad" for kernel in kernels), kernels
@@ -319,6 +319,25 @@ def test_a_step_is_the_plain_gradient_step_of_the_keras_model(trained_model, sta
     np.testing.assert_allclose(result.history[0], losses.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.images, expected, rtol=0, atol=2e-5)
     assert np.abs(result.images - images).max() > 0.01  # the step moved the images
+
+
+def test_one_maps_losses_reuse_the_layers_below_it_only_for_the_same_images(trained_model, starts):
+    """The precursor scores every map on the same patterns: the layers below conv3 run once
+    per image set, not once per map, with the same losses to the bit as the whole chain
+    computed anew, and a new image set is computed anew."""
+    import tensorflow as tf
+
+    ascent = Ascent(trained_model[0], ["conv3"], chunk_size=64)
+    rows, compiled = ascent._functions(100, None, True)
+    first, second = starts[:100], starts[100:200]
+    features = []
+    for images, map_id in ((first, 3), (first.copy(), 7), (second, 7), (first, 3)):
+        weights = [np.ones((len(images), 1), np.float32)]
+        whole_chain = compiled.losses(*ascent._stacked(images, weights, rows), tf.constant(map_id)).numpy().reshape(-1)
+        np.testing.assert_array_equal(ascent._losses(images, weights, map_id), whole_chain[: len(images)])
+        features.append(ascent._features[1])
+        assert features[-1].shape[0] == 2  # this image set's: 2 chunks of 64
+    assert features[1] is features[0] and features[2] is not features[1] and features[3] is not features[2]
 
 
 # ----- adaptive pruning (issue 22) ------------------------------------------------------------
