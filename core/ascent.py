@@ -293,7 +293,7 @@ class Ascent:
 
             def feature_losses(features, weights, map_id):
                 def compute(x, w):
-                    (pre, post) = self._chain_part(x, len(self._chain) - 1, len(self._chain), map_id)[1][self.layers[0]]
+                    _, post = self._chain_part(x, len(self._chain) - 1, len(self._chain), map_id)[1][self.layers[0]]
                     return self._weighted_means([post], w)
                 return _chunkwise(compute, features, weights, loss_spec)
 
