@@ -247,7 +247,7 @@ class Ascent:
         self._chain, self.input_extent = _layer_chain(model, self.layers)
         self.n_maps = tuple(int(model.get_layer(name).output.shape[-1]) for name in self.layers)
         self._compiled: dict[tuple, _Compiled] = {}  # (rows, warm-up kind, sliced) -> its functions
-        self._features: tuple[tuple, tf.Tensor] | None = None  # ((rows, digest), features) of the last images (_losses)
+        self._features: tuple[tuple, tf.Tensor] | None = None  # ((rows, digest), features) of the last starts (_losses)
 
     @cached_property
     def _feature_shape(self) -> tuple[int, ...]:
@@ -448,20 +448,22 @@ class Ascent:
                 tuple(tf.constant(np.pad(w, ((0, pad), (0, 0))).reshape(-1, rows, w.shape[1])) for w in weights))
 
     def _losses(self, images: np.ndarray, weights: Sequence[np.ndarray], map_slice: int | None,
-                shape_of: int | None = None) -> np.ndarray:
+                shape_of: int | None = None, starts: bool = False) -> np.ndarray:
         """Post-ReLU objectives (N,) of checked images; ``weights`` already sliced to the
-        map's column when ``map_slice`` is given; ``shape_of`` as in :meth:`_advance`."""
+        map's column when ``map_slice`` is given; ``shape_of`` as in :meth:`_advance`.
+
+        ``starts``: the images are a set of starts that may be scored again for other maps
+        (the precursor scores all 128 on the same patterns). With ``map_slice``, what the
+        layers below the map's layer compute for them does not depend on the map: it is
+        kept for the last such set and reused, the same arithmetic chunk by chunk."""
         if not len(images):
             return np.zeros(0, np.float32)
         rows, compiled = self._functions(len(images) if shape_of is None else shape_of, None, map_slice is not None)
         stacked_images, stacked_weights = self._stacked(images, weights, rows)
         map_id = tf.constant(map_slice or 0, tf.int32)
-        if map_slice is None:
+        if map_slice is None or not starts:
             losses = compiled.losses(stacked_images, stacked_weights, map_id)
         else:
-            # One map of the last layer: what the layers before it compute does not depend on
-            # the map, so it is kept for the same images (the precursor scores every map on
-            # the same patterns); the same arithmetic, chunk by chunk, as computing it anew.
             key = (rows, hashlib.blake2b(np.ascontiguousarray(images).data, digest_size=16).digest())
             if self._features is None or self._features[0] != key:
                 self._features = None  # the old features' memory first
@@ -574,7 +576,7 @@ class Ascent:
         active = np.arange(len(images))
         if skip_frozen:
             non_negative = np.all([np.all(w >= 0, axis=1) for w in weights], axis=0)
-            moving = ~non_negative | (warmup > 0) | (self._losses(images, weights, map_slice) != 0.0)
+            moving = ~non_negative | (warmup > 0) | (self._losses(images, weights, map_slice, starts=True) != 0.0)
             active = np.flatnonzero(moving)
         final, losses, loss_history = self._advance(
             images[active], [w[active] for w in weights], epochs, learning_rate, warmup[active], warmup_kind, map_slice
@@ -657,7 +659,7 @@ class Ascent:
             weights = [w[:, [map_slice]] for w in weights]
 
         out_images = images.copy()
-        out_losses = self._losses(images, weights, map_slice)
+        out_losses = self._losses(images, weights, map_slice, starts=True)
         moving = (out_losses != 0.0) | (warmup > 0)
         reached = np.where(moving, 0, epochs).astype(np.int32)  # frozen starts: exact at any step
         active, done, image_steps, loss_passes = np.flatnonzero(moving), 0, 0, len(images)
@@ -729,7 +731,7 @@ class Ascent:
                       learning_rate) -> PrunedResult:
         """:meth:`run_adaptive` for the starts of one map (weights already sliced)."""
         out_images = images.copy()
-        losses = self._losses(images, weights, map_slice)
+        losses = self._losses(images, weights, map_slice, starts=True)
         reached = np.full(len(images), epochs, np.int32)
         previous = losses.copy()  # of the starts still cut: the loss one step before the one they are at
         live = np.flatnonzero(losses != 0.0)  # frozen starts: exact at any step

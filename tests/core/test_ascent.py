@@ -323,8 +323,8 @@ def test_a_step_is_the_plain_gradient_step_of_the_keras_model(trained_model, sta
 
 def test_one_maps_losses_reuse_the_layers_below_it_only_for_the_same_images(trained_model, starts):
     """The precursor scores every map on the same patterns: the layers below conv3 run once
-    per image set, not once per map, with the same losses to the bit as the whole chain
-    computed anew, and a new image set is computed anew."""
+    per set of starts, not once per map, with the same losses to the bit as the whole chain
+    computed anew; a new set is computed anew, and other images do not displace it."""
     import tensorflow as tf
 
     ascent = Ascent(trained_model[0], ["conv3"], chunk_size=64)
@@ -334,9 +334,12 @@ def test_one_maps_losses_reuse_the_layers_below_it_only_for_the_same_images(trai
     for images, map_id in ((first, 3), (first.copy(), 7), (second, 7), (first, 3)):
         weights = [np.ones((len(images), 1), np.float32)]
         whole_chain = compiled.losses(*ascent._stacked(images, weights, rows), tf.constant(map_id)).numpy().reshape(-1)
-        np.testing.assert_array_equal(ascent._losses(images, weights, map_id), whole_chain[: len(images)])
+        np.testing.assert_array_equal(ascent._losses(images, weights, map_id, starts=True), whole_chain[: len(images)])
         features.append(ascent._features[1])
         assert features[-1].shape[0] == 2  # this image set's: 2 chunks of 64
+        # losses of other images (a pruned run's survivors at its last step) leave them be
+        ascent._losses(second[:10], [np.ones((10, 1), np.float32)], map_id)
+        assert ascent._features[1] is features[-1]
     assert features[1] is features[0] and features[2] is not features[1] and features[3] is not features[2]
 
 
