@@ -45,12 +45,12 @@ def ascent_of(revision: str):
     """The Ascent class of ``revision``'s core/ascent.py."""
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:core/ascent.py"], check=True,
                             capture_output=True, text=True).stdout
-    folder = Path(tempfile.mkdtemp(prefix="bench-adaptive-"))
-    path = folder / "ascent_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("ascent_baseline", path)
-    module = sys.modules["ascent_baseline"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as folder:
+        path = Path(folder) / "ascent_baseline.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("ascent_baseline", path)
+        module = sys.modules["ascent_baseline"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module.Ascent
 
 
