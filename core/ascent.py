@@ -429,16 +429,6 @@ class Ascent:
         return images, final_losses, history.write(epochs, final_losses).stack()
 
     # ----- chunked execution --------------------------------------------------------------
-    def _chunks(self, images: np.ndarray, weights: Sequence[np.ndarray], rows: int):
-        """Yield (start, stop, padded images (rows, 28, 28, 1), padded weights); the last
-        chunk is padded with zero-weight images."""
-        for start in range(0, len(images), rows):
-            stop = min(start + rows, len(images))
-            pad = rows - (stop - start)
-            chunk_images = np.pad(images[start:stop], ((0, pad), (0, 0), (0, 0)))[..., None]
-            chunk_weights = tuple(tf.constant(np.pad(w[start:stop], ((0, pad), (0, 0)))) for w in weights)
-            yield start, stop, tf.constant(chunk_images, tf.float32), chunk_weights
-
     @staticmethod
     def _stacked(images: np.ndarray, weights: Sequence[np.ndarray], rows: int) -> tuple:
         """Images (N, 28, 28) and weights as chunks (chunks, rows, 28, 28, 1) and (chunks,
@@ -489,11 +479,12 @@ class Ascent:
         history = np.empty((epochs + 1, len(images)), np.float32)
         constants = (tf.constant(map_slice or 0, tf.int32), tf.constant(epochs, tf.int32),
                      tf.constant(learning_rate, tf.float32))
-        for start, stop, chunk_images, chunk_weights in self._chunks(images, weights, rows):
-            chunk_warmup = np.zeros(rows, np.int32)
-            chunk_warmup[: stop - start] = warmup[start:stop]
-            final, losses, loss_history = compiled.ascend(chunk_images, chunk_weights, tf.constant(chunk_warmup),
-                                                          *constants)
+        stacked_images, stacked_weights = self._stacked(images, weights, rows)
+        warmups = np.pad(warmup, (0, -len(images) % rows)).reshape(-1, rows)
+        for chunk, chunk_warmup in enumerate(warmups):
+            start, stop = chunk * rows, min((chunk + 1) * rows, len(images))
+            final, losses, loss_history = compiled.ascend(stacked_images[chunk], tuple(w[chunk] for w in stacked_weights),
+                                                          tf.constant(chunk_warmup), *constants)
             out_images[start:stop] = final.numpy()[: stop - start, :, :, 0]
             out_losses[start:stop] = losses.numpy()[: stop - start]
             history[:, start:stop] = loss_history.numpy()[:, : stop - start]
@@ -738,7 +729,7 @@ class Ascent:
         out_images = images.copy()
         losses, loss_passes = self._losses(images, weights, map_slice, starts=True)
         reached = np.full(len(images), epochs, np.int32)
-        previous = losses.copy()  # of the starts still cut: the loss one step before the one they are at
+        previous = losses.copy()  # for the starts the cuts judge: the loss one step before the current one
         live = np.flatnonzero(losses != 0.0)  # frozen starts: exact at any step
 
         def advance(starts, steps):
