@@ -121,7 +121,7 @@ def test_a_killed_driver_leaves_a_stale_lock_that_the_rerun_takes_over(reference
         dreamctl.process.send_signal(signal.SIGKILL)
         assert dreamctl.process.wait(timeout=60) == -signal.SIGKILL
     finally:
-        dreamctl.end()
+        dreamctl.end(grace_s=0)  # the Ray agents it leaves would stop by themselves a minute later
     run_dir = the_run_dir(tmp_path)
     lock = json.loads((run_dir / "_lock").read_text())  # nobody released it
     assert (lock["pid"], lock["host"]) == (dreamctl.pid, socket.gethostname())

@@ -170,13 +170,15 @@ class Dreamctl:
                 return left
             time.sleep(0.2)
 
-    def end(self) -> None:
+    def end(self, grace_s: float = 30.0) -> None:
         """Kill the process if it still runs, then whatever of its tree and group is left
-        after 30 s (a killed driver's Ray stops by itself), and remove its Ray's private folder."""
+        ``grace_s`` later, and remove its Ray's private folder. A driver killed with SIGKILL
+        leaves Ray's dashboard and runtime-env agents, which stop by themselves about a minute
+        later (seen: 62 s): pass ``grace_s=0`` not to wait for that."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        for pid in self.left_behind(grace_s=30):
+        for pid in self.left_behind(grace_s=grace_s):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
