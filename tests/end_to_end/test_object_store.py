@@ -258,8 +258,8 @@ def test_a_store_that_never_answers_fails_within_its_timeout(cli, capsys):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        for out in (f"s3://{BUCKET}/x?endpoint_override=127.0.0.1:{silent.getsockname()[1]}&scheme=http&timeout=2",
-                    "gs://no-such-bucket-of-dreamctl/x?timeout=2"):
+        for out in (f"s3://{BUCKET}/x?endpoint_override=127.0.0.1:{silent.getsockname()[1]}&scheme=http&timeout=1",
+                    "gs://no-such-bucket-of-dreamctl/x?timeout=1"):
             started = time.monotonic()
             assert cli("kmeans", "sweep", "--k", "2:3", "--out", out) == 2
             assert "cannot reach" in one_error_line(capsys) and time.monotonic() - started < 8, out
