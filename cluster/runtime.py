@@ -41,6 +41,7 @@ CONNECT_TIMEOUT_S = 5.0  # per step of the address check (name lookup, TCP, gRPC
 RAY_CLIENT_PORT = 10001  # Ray's default for ray://host (no port given)
 LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0  # after ray.shutdown, what of our local Ray still runs is killed
+ABANDONED_AFTER_S = 600.0  # a private folder of a killed run, this old and unused, is removed
 # A local Ray's files go to PRIVATE/ray, PRIVATE a new folder only we can enter: Ray makes
 # every folder it creates writable by all (0777), PRIVATE it does not create. Its AF_UNIX
 # sockets live at PRIVATE/ray/session_<date>_<time>_<µs>_<pid>/sockets/<name>, the longest
@@ -466,11 +467,31 @@ def private_temp_dir() -> str:
     base = tempfile.gettempdir()
     if len(base.encode()) > MAX_TEMP_BASE:
         base = "/tmp"
+    remove_abandoned_folders(base)
     try:
         return tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=base)  # mode 0700, a name nobody had
     except OSError as error:
         raise BadInput(f"cannot create a folder for Ray's files in {base} ({error.strerror}); "
                        "set $TMPDIR to a writable folder") from None
+
+
+def remove_abandoned_folders(base: str) -> None:
+    """Remove the private folders in ``base`` that local Rays of killed runs left (kill -9 or
+    the OOM killer: nobody stopped their Ray): this user's real folders named like
+    :func:`private_temp_dir`'s, unchanged for :data:`ABANDONED_AFTER_S`, where no process
+    has a file open (Ray's agents outlive a killed driver by about a minute)."""
+    try:
+        entries = [entry for entry in os.scandir(base) if entry.name.startswith(TEMP_PREFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            found = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077
+                and time.time() - found.st_mtime > ABANDONED_AFTER_S and not _holding(entry.path)):
+            shutil.rmtree(entry.path, ignore_errors=True)  # fd-based: never follows a link inside
 
 
 def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):

@@ -332,6 +332,45 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
     assert not os.path.lexists(temp_dir)  # ... and no session folder is left behind
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_folders_that_killed_runs_left_are_removed_by_the_next_local_run(tmp_path):
+    """kill -9 (or the OOM killer) leaves a local Ray's private folder: the next run
+    (private_temp_dir, in $TMPDIR or /tmp) removes it once it is old and nothing has a file
+    open in it, and nothing else of that name."""
+    from cluster.runtime import ABANDONED_AFTER_S, TEMP_PREFIX, remove_abandoned_folders
+
+    long_ago = time.time() - ABANDONED_AFTER_S - 60
+
+    def folder(name: str, old: bool = True) -> Path:
+        made = tmp_path / f"{TEMP_PREFIX}{name}"
+        (made / "ray" / "session_x" / "logs").mkdir(mode=0o700, parents=True)
+        (made / "ray" / "session_x" / "logs" / "raylet.out").write_text("log")
+        made.chmod(0o700)
+        if old:
+            os.utime(made, (long_ago, long_ago))
+        return made
+
+    abandoned, recent, in_use, shared = folder("abandoned"), folder("recent", old=False), folder("in-use"), folder("open")
+    shared.chmod(0o777)  # not made by private_temp_dir
+    elsewhere = tmp_path / "someone-elses"
+    elsewhere.mkdir()
+    (elsewhere / "data").write_text("keep")
+    (tmp_path / f"{TEMP_PREFIX}link").symlink_to(elsewhere)
+    os.utime(tmp_path / f"{TEMP_PREFIX}link", (long_ago, long_ago), follow_symlinks=False)
+    with (in_use / "ray" / "session_x" / "logs" / "raylet.out").open("a") as log:
+        agent = subprocess.Popen(["sleep", "60"], stdout=log)  # an agent that outlived its driver
+    try:
+        remove_abandoned_folders(str(tmp_path))
+        assert not abandoned.exists()
+        assert recent.exists() and in_use.exists() and shared.exists()
+        assert (tmp_path / f"{TEMP_PREFIX}link").is_symlink() and (elsewhere / "data").read_text() == "keep"
+    finally:
+        agent.kill()
+        agent.wait()
+    remove_abandoned_folders(str(tmp_path))  # its agent gone, the folder goes too
+    assert not in_use.exists() and recent.exists()
+
+
 # ----- 4. the test suite's own Ray is started as dreamctl starts its own ---------------------
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_suites_own_ray_is_started_as_dreamctl_starts_its_own(ray_local):
