@@ -463,7 +463,7 @@ def private_temp_dir() -> str:
     """A new folder that only this user can enter, for one local Ray's files and sockets (in
     its subfolder :data:`RAY_FOLDER`; Ray's default, /tmp/ray, is shared by every user of the
     machine and writable by all). In ``$TMPDIR`` when its path leaves room for Ray's socket
-    paths, else in /tmp."""
+    paths, else in /tmp; the folders that killed runs left there are removed first."""
     base = tempfile.gettempdir()
     if len(base.encode()) > MAX_TEMP_BASE:
         base = "/tmp"
