@@ -48,7 +48,7 @@ ABANDONED_AFTER_S = 600.0  # a private folder of a killed run, this old and unus
 # dash_TaskEventsHead: at most 70 characters after PRIVATE/ray, and a socket path has at
 # most 107 bytes on Linux.
 SOCKET_PATH_MAX, SOCKET_SUFFIX_MAX = 107, 70
-TEMP_PREFIX, RAY_FOLDER = "dreamctl-ray-", "ray"
+TEMP_PREFIX, RAY_FOLDER, RAY_TEMP = "dreamctl-ray-", "ray", "tmp"
 MAX_TEMP_BASE = (SOCKET_PATH_MAX - SOCKET_SUFFIX_MAX - len(RAY_FOLDER) - 1
                  - len(TEMP_PREFIX) - 8 - 1)  # mkdtemp adds 8 characters
 
@@ -496,8 +496,16 @@ def remove_abandoned_folders(base: str) -> None:
 
 def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):
     """Start a Ray whose every listener is on 127.0.0.1, with token authentication on and
-    its files in ``temp_dir`` (a :func:`private_temp_dir`)."""
+    its files in ``temp_dir`` (a :func:`private_temp_dir`), its processes' temporary files
+    too (``$TMPDIR``): Ray ends its workers and its dashboard without their exit handlers,
+    which left TensorFlow's autograph modules and a multiprocessing folder in /tmp, ~30
+    files a run."""
     from ray._private import ray_constants
+
+    ray_temp = os.path.join(temp_dir, RAY_TEMP)
+    os.mkdir(ray_temp, 0o700)
+    user_temp = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = ray_temp  # inherited by Ray's processes; this one has its tempdir already
 
     # Ray enables token authentication for a new local cluster unless RAY_AUTH_MODE says
     # otherwise, and says so at every start: keep the protection always, drop the notice.
@@ -533,11 +541,15 @@ def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):
         raise BadInput(f"cannot start a local Ray: {error.strerror or error}"
                        + (f": {error.filename}" if error.filename else "")) from None
     finally:
-        # Ray's processes inherited both settings at their start; later connections of this
+        # Ray's processes inherited these settings at their start; later connections of this
         # process (another session) must see the user's own.
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         if auth_mode is not None:
             os.environ["RAY_AUTH_MODE"] = auth_mode
+        if user_temp is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = user_temp
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     _tighten_token_file()
     node_ip = context.address_info.get("node_ip_address")

@@ -285,6 +285,11 @@ PROBE = textwrap.dedent("""
         def task_pid():
             return os.getpid()
 
+        @ray.remote
+        def task_temp():
+            import tempfile
+            return tempfile.gettempdir()
+
         probe = Probe.remote()  # kept alive while the sockets are listed
         worker_pids = [ray.get(probe.pid.remote()), ray.get(task_pid.remote())]
         gcs = ray.get_runtime_context().gcs_address
@@ -293,7 +298,8 @@ PROBE = textwrap.dedent("""
         temp = os.stat(info.temp_dir)
         print(json.dumps({"info": info.__dict__, "gcs": gcs, "pids": pids, "worker_pids": worker_pids,
                           "listeners": listening_sockets(pids), "temp_mode": temp.st_mode & 0o7777,
-                          "temp_uid": temp.st_uid, "sessions": os.listdir(os.path.join(info.temp_dir, "ray"))}))
+                          "temp_uid": temp.st_uid, "sessions": os.listdir(os.path.join(info.temp_dir, "ray")),
+                          "worker_temp": ray.get(task_temp.remote())}))
 """)
 
 
@@ -323,6 +329,7 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
     temp_dir = report["info"]["temp_dir"]
     assert (report["temp_mode"], report["temp_uid"]) == (0o700, os.getuid())
     assert any(name.startswith("session_") for name in report["sessions"])
+    assert report["worker_temp"] == os.path.join(temp_dir, "tmp")  # what killed workers leave goes with it
     assert len(temp_dir + "/ray/session_2026-12-02_00-02-07_166445_4194304/sockets/dash_TaskEventsHead") <= 107
     # ... and the session's processes are gone once ray_session has ended.
     deadline = time.monotonic() + 30

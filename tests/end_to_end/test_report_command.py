@@ -156,6 +156,7 @@ class DevTools:
     protocol (RFC 6455 text frames; client frames masked, server frames not)."""
 
     def __init__(self, url: str, profile: Path, width: int = 1400, height: int = 1000):
+        self.profile = profile
         self.process = subprocess.Popen(
             [shutil.which("chromium"), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
@@ -239,9 +240,15 @@ class DevTools:
         return path
 
     def close(self) -> None:
+        """Stop Chromium, and remove the folder in $TMPDIR that holds its profile's
+        singleton socket (a terminated Chromium leaves it)."""
+        singleton = self.profile / "SingletonSocket"
+        socket_folder = Path(os.readlink(singleton)).parent if singleton.is_symlink() else None
         self.socket.close()
         self.process.terminate()
         self.process.wait(timeout=10)
+        if socket_folder is not None and socket_folder.name.startswith("org.chromium.Chromium."):
+            shutil.rmtree(socket_folder, ignore_errors=True)
 
 
 VISIBLE_MAPS = "Array.from(document.querySelectorAll('#cards .card')).filter(c => !c.hidden).map(c => Number(c.dataset.map))"
