@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import NamedTuple, Sequence
 
 from core.defaults import (
@@ -57,6 +57,10 @@ from core.pruning import ClimbBound, check_adaptive, first_finishers, leaders
 RMS_EPSILON = 1e-8
 LEAKY_SLOPE = 0.1  # gradient of the "leaky_relu" warm-up's ReLU below 0 (1 above)
 NO_INLINE = {"_noinline": True}  # tf.function attribute: keep the function's own graph
+# tf.function without autograph: no function here branches or loops in Python on a tensor's
+# value, and autograph writes each function it converts to a file in $TMPDIR that only a
+# normal exit removes; Ray's killed workers left ~15 per actor.
+_graph_function = partial(tf.function, autograph=False)
 
 
 def onednn_enabled() -> bool | None:
@@ -226,7 +230,7 @@ def _chunkwise(compute, images, weights, output_spec):
     the graph, outputs stacked (chunks, ...): one call from Python for every chunk, the
     same arithmetic as one call per chunk. The chunk's computation is a function of its own
     (NO_INLINE), for oneDNN's kernels, as in :meth:`Ascent._ascend_graph`."""
-    once = tf.function(compute, experimental_attributes=NO_INLINE)
+    once = _graph_function(compute, experimental_attributes=NO_INLINE)
     return tf.map_fn(lambda chunk: once(chunk[0], chunk[1]), (images, weights), fn_output_signature=output_spec,
                      parallel_iterations=1)
 
@@ -299,12 +303,12 @@ class Ascent:
                 return _chunkwise(compute, features, weights, loss_spec)
 
             self._compiled[key] = _Compiled(
-                tf.function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
-                tf.function(losses, input_signature=[stacked_images, stacked_weights, map_spec]),
-                tf.function(step, input_signature=[stacked_images, stacked_weights, map_spec, scalar_specs[1]]),
-                tf.function(features, input_signature=[stacked_images]),
-                tf.function(feature_losses, input_signature=[tf.TensorSpec([None, *feature_spec.shape], tf.float32),
-                                                             stacked_weights, map_spec]),
+                _graph_function(ascend, input_signature=[image_spec, weight_specs, warmup_spec, map_spec, *scalar_specs]),
+                _graph_function(losses, input_signature=[stacked_images, stacked_weights, map_spec]),
+                _graph_function(step, input_signature=[stacked_images, stacked_weights, map_spec, scalar_specs[1]]),
+                _graph_function(features, input_signature=[stacked_images]),
+                _graph_function(feature_losses, input_signature=[tf.TensorSpec([None, *feature_spec.shape], tf.float32),
+                                                                 stacked_weights, map_spec]),
             )
         return rows, self._compiled[key]
 
@@ -414,7 +418,7 @@ class Ascent:
         # leaves a MaxPoolGrad on TensorFlow's own kernel, which made the whole step ~1.5×
         # slower. A separate body is acyclic: every trace gets oneDNN's kernels
         # (docs/PERFORMANCE.md, "One step, one function"). Same arithmetic either way.
-        @tf.function(experimental_attributes=NO_INLINE)
+        @_graph_function(experimental_attributes=NO_INLINE)
         def ascend_once(images, warming):
             return self._step(images, weights, map_slice, learning_rate, warmup_kind, warming)
 
