@@ -46,12 +46,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 def ray_env(token_file: Path, temp_root: Path) -> dict:
     """The environment of every Ray process and client here: token auth on with our own
-    token, Ray's temp files (and its 'current cluster' record) in our own folder."""
+    token, Ray's temp files (and its 'current cluster' record) and every process's
+    temporary files ($TMPDIR: Ray's dashboard, ended by SIGTERM, leaves one) in our own folder."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's single-machine mode, every listener on
     # 127.0.0.1 (otherwise `ray start` binds the GCS and raylet to all interfaces)
-    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), RAY_TMPDIR=str(temp_root),
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file),
+               RAY_TMPDIR=str(temp_root), TMPDIR=str(temp_root),
                TF_CPP_MIN_LOG_LEVEL="2", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
     return env
 
