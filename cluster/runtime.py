@@ -48,7 +48,7 @@ ABANDONED_AFTER_S = 600.0  # a private folder of a killed run, this old and unus
 # dash_TaskEventsHead: at most 70 characters after PRIVATE/ray, and a socket path has at
 # most 107 bytes on Linux.
 SOCKET_PATH_MAX, SOCKET_SUFFIX_MAX = 107, 70
-TEMP_PREFIX, RAY_FOLDER, RAY_TEMP = "dreamctl-ray-", "ray", "tmp"
+TEMP_PREFIX, RAY_FOLDER, RAY_TEMP = "dreamctl-ray-", "ray", "tmp"  # PRIVATE/tmp: $TMPDIR of Ray's processes
 MAX_TEMP_BASE = (SOCKET_PATH_MAX - SOCKET_SUFFIX_MAX - len(RAY_FOLDER) - 1
                  - len(TEMP_PREFIX) - 8 - 1)  # mkdtemp adds 8 characters
 
@@ -505,8 +505,6 @@ def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):
     ray_temp = os.path.join(temp_dir, RAY_TEMP)
     os.mkdir(ray_temp, 0o700)
     user_temp = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = ray_temp  # inherited by Ray's processes; this one has its tempdir already
-
     # Ray enables token authentication for a new local cluster unless RAY_AUTH_MODE says
     # otherwise, and says so at every start: keep the protection always, drop the notice.
     auth_mode = os.environ.pop("RAY_AUTH_MODE", None)
@@ -523,6 +521,7 @@ def _start_local(num_cpus: int | None, temp_dir: str, dashboard: bool = True):
     # a SIGHUP meanwhile is delivered here when the mask is put back.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
+        os.environ["TMPDIR"] = ray_temp  # inherited by Ray's processes; this one has its tempdir already
         with _ray_init_guarded():
             context = ray.init(
                 "local",  # a new Ray even when RAY_ADDRESS is set (the caller chose to start one)

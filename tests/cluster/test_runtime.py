@@ -299,7 +299,7 @@ PROBE = textwrap.dedent("""
         print(json.dumps({"info": info.__dict__, "gcs": gcs, "pids": pids, "worker_pids": worker_pids,
                           "listeners": listening_sockets(pids), "temp_mode": temp.st_mode & 0o7777,
                           "temp_uid": temp.st_uid, "sessions": os.listdir(os.path.join(info.temp_dir, "ray")),
-                          "worker_temp": ray.get(task_temp.remote())}))
+                          "worker_temp": ray.get(task_temp.remote()), "driver_tmpdir": os.environ.get("TMPDIR")}))
 """)
 
 
@@ -307,6 +307,7 @@ PROBE = textwrap.dedent("""
 def test_local_ray_listens_on_loopback_only_with_token_auth():
     env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_AUTH_MODE"] = "disabled"  # dreamctl's local Ray keeps token auth on regardless
+    env["TMPDIR"] = "/tmp"  # a user's own setting, for Ray's processes replaced by the private folder's
     result = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -330,6 +331,7 @@ def test_local_ray_listens_on_loopback_only_with_token_auth():
     assert (report["temp_mode"], report["temp_uid"]) == (0o700, os.getuid())
     assert any(name.startswith("session_") for name in report["sessions"])
     assert report["worker_temp"] == os.path.join(temp_dir, "tmp")  # what killed workers leave goes with it
+    assert report["driver_tmpdir"] == env.get("TMPDIR")  # the user's own, back once Ray has started
     assert len(temp_dir + "/ray/session_2026-12-02_00-02-07_166445_4194304/sockets/dash_TaskEventsHead") <= 107
     # ... and the session's processes are gone once ray_session has ended.
     deadline = time.monotonic() + 30
