@@ -1,15 +1,16 @@
 """Phase 1 of whole maps with adaptive pruning: this tree's ``core/ascent.py`` against a git
-revision's, and both against the exhaustive 10 steps.
+revision's, or at several chunk sizes, and against the exhaustive 10 steps.
 
 In one process, one TensorFlow thread (an actor), interleaved, --repeats times each: every
 coarse pattern of the default grid for each map of --maps, ``Ascent.run_adaptive`` as the
 precursor's phase 1 runs it (conv3 sliced, the job's defaults), once with this tree's
 Ascent and once with REV's (its ``core/ascent.py`` loaded beside this one; the rest of
-``core`` is this tree's), then ``run_maps`` for the exhaustive 10 steps. Prints the
-seconds (median), the image-steps taken and the ratio to REV; checks that both give the
-same top 8 on every map.
+``core`` is this tree's), or with this tree's at each of --chunk-sizes, then ``run_maps``
+for the exhaustive 10 steps. Prints the seconds (median), the image-steps taken and the
+ratio to REV (to the default chunk size); checks that all give the same top 8 on every map.
 
     .venv/bin/python benchmarks/bench_adaptive.py --model models/cnn.keras --baseline HEAD~1 [--maps 56,69] [--repeats 3]
+    .venv/bin/python benchmarks/bench_adaptive.py --model models/cnn.keras --chunk-sizes 16,32,64,128 --maps 69
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from cluster.model_file import load_model  # noqa: E402
+from core.defaults import CHUNK_SIZE  # noqa: E402
 from core.ascent import Ascent  # noqa: E402
 from core.patterns import precursor_images  # noqa: E402
 from jobs.precursor import PrecursorJob  # noqa: E402
@@ -57,7 +59,9 @@ def ascent_of(revision: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/cnn.keras")
-    parser.add_argument("--baseline", required=True, help="a git revision, e.g. HEAD~1")
+    against = parser.add_mutually_exclusive_group(required=True)
+    against.add_argument("--baseline", help="a git revision, e.g. HEAD~1")
+    against.add_argument("--chunk-sizes", help=f"comma-separated, e.g. 16,32,64,128; the ratio is to {CHUNK_SIZE}, the default")
     parser.add_argument("--maps", default="56,69")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -68,7 +72,15 @@ def main() -> None:
     maps = [int(m) for m in args.maps.split(",")]
     patterns = np.arange(len(job.levels) ** (job.grid ** 2))
     images = precursor_images(patterns, job.grid, job.levels)
-    ascents = {"this tree": Ascent(model, [job.layer]), args.baseline: ascent_of(args.baseline)(model, [job.layer])}
+    if args.baseline:
+        base_name = args.baseline
+        ascents = {"this tree": Ascent(model, [job.layer]), base_name: ascent_of(args.baseline)(model, [job.layer])}
+        measured = ascents["this tree"]  # the one that also runs the exhaustive phase 1
+    else:
+        sizes = sorted({int(size) for size in args.chunk_sizes.split(",")} | {CHUNK_SIZE})
+        base_name = f"chunk {CHUNK_SIZE}"
+        ascents = {f"chunk {size}": Ascent(model, [job.layer], chunk_size=size) for size in sizes}
+        measured = ascents[base_name]
 
     def adaptive(ascent):
         results = {}
@@ -89,26 +101,26 @@ def main() -> None:
         tops = {name: tuple(outcome[map_id].ranking()[: job.top]) for name, outcome in outcomes.items()}
         assert len(set(tops.values())) == 1, f"map {map_id}: the top {job.top} differ: {tops}"
     steps = {name: sum(r.image_steps for r in outcome.values()) for name, outcome in outcomes.items()}
-    exhaustive(ascents["this tree"])
+    exhaustive(measured)
     for repeat in range(args.repeats):
         for name, ascent in ascents.items():
             start = time.process_time()
             adaptive(ascent)
             seconds[name].append(time.process_time() - start)
         start = time.process_time()
-        exhaustive(ascents["this tree"])
+        exhaustive(measured)
         seconds["exhaustive"].append(time.process_time() - start)
         print(f"  repeat {repeat + 1}: " + ", ".join(f"{name} {s[-1]:.2f} s" for name, s in seconds.items()), flush=True)
-    n_live = sum(int(np.count_nonzero(ascents["this tree"].losses(images, ascents["this tree"].map_objective(
+    n_live = sum(int(np.count_nonzero(measured.losses(images, measured.map_objective(
         job.layer, np.full(len(images), m))))) for m in maps)
     steps["exhaustive"] = n_live * job.test_epochs
-    base = statistics.median(seconds[args.baseline])
+    base = statistics.median(seconds[base_name])
     print(f"maps {args.maps}: {len(images):,} patterns x {job.test_epochs} steps each, 1 TF thread, CPU seconds, "
           f"median of {args.repeats}; the same top {job.top} on every map")
     for name, timings in seconds.items():
         median = statistics.median(timings)
         print(f"  {name:<12} {median:7.2f} s  {steps[name]:>10,} image-steps taken  {steps[name] / median:7,.0f}/s  "
-              f"{base / median:5.2f}x {args.baseline}")
+              f"{base / median:5.2f}x {base_name}")
 
 
 if __name__ == "__main__":
