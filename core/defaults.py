@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 
 LEARNING_RATE = 0.05  # η of an OIP ascent step, in units of the standardized pixel values (algorithms.md §2)
-CHUNK_SIZE = 64  # images per compiled ascent step (rows of one tf.function call); 64 measured fastest on AVX-512 and AVX2 (docs/PERFORMANCE.md)
+# Images per compiled ascent step (rows of one tf.function call): fastest on AVX-512, within
+# 2 % of 128 on a real AVX2-only CPU (docs/PERFORMANCE.md).
+CHUNK_SIZE = 64
 WARMUP_KINDS = ("pre_relu", "leaky_relu")  # objectives of the first warm-up steps (core.ascent)
 # Successive halving of the precursor's phase 1: (step, starts kept per map and call) for
 # 10 steps in shards of 4,096. Measured (benchmarks/bench_precursor.py, docs/PERFORMANCE.md
