@@ -38,15 +38,19 @@ import tensorflow as tf  # noqa: E402
 
 from cluster.model_file import load_model  # noqa: E402
 from core.defaults import CHUNK_SIZE  # noqa: E402
+from core.errors import BadInput  # noqa: E402
 from core.ascent import Ascent  # noqa: E402
+from core.params import parse_ints, parse_selection  # noqa: E402
 from core.patterns import precursor_images  # noqa: E402
 from jobs.precursor import PrecursorJob  # noqa: E402
 
 
 def ascent_of(revision: str):
     """The Ascent class of ``revision``'s core/ascent.py."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:core/ascent.py"], check=True,
-                            capture_output=True, text=True).stdout
+    shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:core/ascent.py"], capture_output=True, text=True)
+    if shown.returncode:
+        raise BadInput(f"no core/ascent.py at revision {revision!r}: {shown.stderr.strip().splitlines()[-1]}")
+    source = shown.stdout
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as folder:
         path = Path(folder) / "ascent_baseline.py"
         path.write_text(source)
@@ -56,28 +60,61 @@ def ascent_of(revision: str):
     return module.Ascent
 
 
+def _argument(parse):
+    """An argparse type from a parser of core.params: its ValueError becomes argparse's
+    one-line usage error (exit 2)."""
+    def parsed(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parsed
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    """'16,32,64' -> (16, 32, 64), each ≥ 1."""
+    values = parse_ints(text)
+    if min(values) < 1:
+        raise ValueError(f"expected integers ≥ 1, got {text!r}")
+    return values
+
+
+def _count(text: str) -> int:
+    """'3' -> 3, ≥ 1."""
+    values = _positive_ints(text)
+    if len(values) != 1:
+        raise ValueError(f"expected one integer, got {text!r}")
+    return values[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/cnn.keras")
     against = parser.add_mutually_exclusive_group(required=True)
     against.add_argument("--baseline", help="a git revision, e.g. HEAD~1")
-    against.add_argument("--chunk-sizes", help=f"comma-separated, e.g. 16,32,64,128; the ratio is to {CHUNK_SIZE}, the default")
-    parser.add_argument("--maps", default="56,69")
-    parser.add_argument("--repeats", type=int, default=3)
+    against.add_argument("--chunk-sizes", type=_argument(_positive_ints),
+                         help=f"comma-separated, e.g. 16,32,64,128; the ratio is to {CHUNK_SIZE}, the default")
+    parser.add_argument("--maps", type=_argument(lambda text: parse_selection(text, 128)), default="56,69",
+                        help="conv3 maps: 56,69, 56-63 or all")
+    parser.add_argument("--repeats", type=_argument(_count), default=3)
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     job = PrecursorJob()
-    model, _ = load_model(args.model)
-    maps = [int(m) for m in args.maps.split(",")]
+    try:
+        model, _ = load_model(args.model)
+        baseline = ascent_of(args.baseline) if args.baseline else None
+    except BadInput as error:
+        parser.error(str(error))
+    maps = args.maps
     patterns = np.arange(len(job.levels) ** (job.grid ** 2))
     images = precursor_images(patterns, job.grid, job.levels)
     if args.baseline:
         base_name = args.baseline
-        ascents = {"this tree": Ascent(model, [job.layer]), base_name: ascent_of(args.baseline)(model, [job.layer])}
+        ascents = {"this tree": Ascent(model, [job.layer]), base_name: baseline(model, [job.layer])}
         measured = ascents["this tree"]  # the one that also runs the exhaustive phase 1
     else:
-        sizes = sorted({int(size) for size in args.chunk_sizes.split(",")} | {CHUNK_SIZE})
+        sizes = sorted(set(args.chunk_sizes) | {CHUNK_SIZE})
         base_name = f"chunk {CHUNK_SIZE}"
         ascents = {f"chunk {size}": Ascent(model, [job.layer], chunk_size=size) for size in sizes}
         measured = ascents[base_name]
@@ -115,7 +152,7 @@ def main() -> None:
         job.layer, np.full(len(images), m))))) for m in maps)
     steps["exhaustive"] = n_live * job.test_epochs
     base = statistics.median(seconds[base_name])
-    print(f"maps {args.maps}: {len(images):,} patterns x {job.test_epochs} steps each, 1 TF thread, CPU seconds, "
+    print(f"maps {','.join(map(str, maps))}: {len(images):,} patterns x {job.test_epochs} steps each, 1 TF thread, CPU seconds, "
           f"median of {args.repeats}; the same top {job.top} on every map")
     for name, timings in seconds.items():
         median = statistics.median(timings)
