@@ -76,28 +76,35 @@ class ClimbBound:
         """The factor on both limits at ``step``: 1 + margin × (steps still to run + 1)."""
         return 1.0 + self.margin * (len(self.max_rates) - step + 1)
 
-    def keep(self, step: int, losses: np.ndarray, previous: np.ndarray | None = None,
-             running_rate: float | None = None) -> np.ndarray:
-        """bool (n,): the starts at ``step`` (0 ≤ step < epochs) with loss ``losses`` that can
-        still reach the bar. From step 1 on: ``previous``, their losses at step − 1, and
-        ``running_rate``, the highest ``losses - previous`` over every start of the shard
-        still running at this step, finished ones included."""
+    def slack(self, step: int, losses: np.ndarray, previous: np.ndarray | None = None,
+              running_rate: float | None = None) -> np.ndarray:
+        """float (n,): how far above the bar the bound of each start at ``step`` (0 ≤ step <
+        epochs) with loss ``losses`` lies, in units of the loss; +inf where nothing can be
+        measured (no bar, or the sample did not climb at the step before). From step 1 on:
+        ``previous``, their losses at step − 1, and ``running_rate``, the highest ``losses -
+        previous`` over every start of the shard still running at this step, finished ones
+        included."""
         epochs = len(self.max_rates)
         if not 0 <= step < epochs:
             raise ValueError(f"a cut needs 0 <= step < {epochs}, got {step}")
         losses = np.asarray(losses, np.float64)
         widen = self.widening(step)
         if not np.isfinite(self.bar):
-            return np.ones(len(losses), bool)  # nothing to measure against: keep everything
+            return np.full(len(losses), np.inf)  # nothing to measure against: keep everything
         if step == 0:
-            return losses + self.max_rates.sum() * widen >= self.bar
+            return losses + self.max_rates.sum() * widen - self.bar
         if self.max_rates[step - 1] <= 0:
-            return np.ones(len(losses), bool)  # the sample did not climb here: no scale to calibrate
+            return np.full(len(losses), np.inf)  # the sample did not climb here: no scale to calibrate
         calibration = max(1.0, running_rate / self.max_rates[step - 1]) * widen
         ahead = np.arange(1, epochs - step + 1)  # t - step for t = step + 1 .. epochs
         ceiling = self.max_rates[step:] * calibration  # (epochs - step,)
         rates = (losses - np.asarray(previous, np.float64))[:, None] + ahead[None, :] * self.max_speedup * widen
-        return losses + np.minimum(ceiling[None, :], rates).sum(axis=1) >= self.bar
+        return losses + np.minimum(ceiling[None, :], rates).sum(axis=1) - self.bar
+
+    def keep(self, step: int, losses: np.ndarray, previous: np.ndarray | None = None,
+             running_rate: float | None = None) -> np.ndarray:
+        """bool (n,): the starts whose :meth:`slack` is ≥ 0, those that can still reach the bar."""
+        return self.slack(step, losses, previous, running_rate) >= 0
 
 
 def check_adaptive(sample: int, leaders: int, margin: float) -> None:
