@@ -36,6 +36,7 @@ from typing import NamedTuple, Sequence
 
 from core.defaults import (
     ADAPTIVE_LEADERS,
+    ADAPTIVE_LOOK_FIRST,
     ADAPTIVE_MARGIN,
     ADAPTIVE_SAMPLE,
     CHUNK_SIZE,
@@ -99,7 +100,8 @@ class PrunedResult:
     from before (adaptive pruning: the step past step 0 computes the loss the cut needs);
     loss_passes: forward passes through every layer computed for losses alone (every
     start's loss at step 0, unless kept features served, see ``Ascent._losses``; each
-    start's loss at the step it stops). With the steps they are all the arithmetic.
+    start's loss at the step it stops; adaptive pruning: the losses of starts close to the
+    bar, computed before their step). With the steps they are all the arithmetic.
     """
 
     images: np.ndarray
@@ -688,6 +690,7 @@ class Ascent:
         seed: int | Sequence[int] = 0,
         learning_rate: float = LEARNING_RATE,
         slice_map: bool = False,
+        look_first: float = ADAPTIVE_LOOK_FIRST,
     ) -> PrunedResult:
         """OIP ascent with adaptive pruning (:mod:`core.pruning`): separately for each map,
         ``sample`` random live starts and the ``leaders_count`` with the highest initial loss
@@ -698,8 +701,11 @@ class Ascent:
 
         images (N, 28, 28), map_ids (N,) as in :meth:`run_maps`; ``seed``: the random
         sample's seed (with the map id), e.g. the caller's shard id, so that the result
-        depends on nothing but the starts given. Returns a :class:`PrunedResult`; a
-        survivor's image and loss are bit-identical to an uninterrupted run's.
+        depends on nothing but the starts given. ``look_first``: a start whose slack at the
+        last cut was below this fraction of the bar gets its loss before its step (only the
+        cost changes, never a result; 0 steps every start first). Returns a
+        :class:`PrunedResult`; a survivor's image and loss are bit-identical to an
+        uninterrupted run's.
         """
         weights = self.map_objective(layer, map_ids)
         images = self._check(images, weights)
@@ -709,6 +715,8 @@ class Ascent:
         if int(top) < 1:
             raise BadParameter("top", f"must be >= 1, got {top}")
         check_adaptive(sample, leaders_count, margin)
+        if not np.isfinite(look_first) or look_first < 0:
+            raise BadParameter("look_first", f"must be a finite number >= 0, got {look_first}")
         out_images = images.copy()
         out_losses = np.zeros(len(images), np.float32)
         reached = np.full(len(images), epochs, np.int32)
@@ -720,7 +728,7 @@ class Ascent:
             map_weights = [w[rows][:, [map_slice]] if map_slice is not None else w[rows] for w in weights]
             result = self._adaptive_map(images[rows], map_weights, map_slice, epochs, int(top), int(sample),
                                         int(leaders_count), float(margin), np.random.default_rng([*seed, int(map_id)]),
-                                        learning_rate)
+                                        learning_rate, float(look_first))
             out_images[rows], out_losses[rows], reached[rows] = result.images, result.losses, result.epochs_reached
             image_steps += result.image_steps
             discarded_steps += result.discarded_steps
@@ -728,7 +736,7 @@ class Ascent:
         return PrunedResult(out_images, out_losses, reached, image_steps, discarded_steps, loss_passes)
 
     def _adaptive_map(self, images, weights, map_slice, epochs, top, sample, leaders_count, margin, rng,
-                      learning_rate) -> PrunedResult:
+                      learning_rate, look_first) -> PrunedResult:
         """:meth:`run_adaptive` for the starts of one map (weights already sliced)."""
         out_images = images.copy()
         losses, loss_passes = self._losses(images, weights, map_slice, starts=True)
@@ -761,30 +769,51 @@ class Ascent:
 
         def step_further(starts):
             """(images one step further, losses where they are) of ``starts``."""
+            if not len(starts):
+                return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32), np.zeros(0, np.float32)
             return self._step_chunks(out_images[starts], [w[starts] for w in weights], learning_rate, map_slice,
                                      shape_of=len(live))
 
-        # Past step 0, one call per step gives the losses the cut needs and the step itself:
-        # a start cut there has its step computed for nothing (~0.06× the exhaustive
-        # image-steps), where a forward pass of its own for the losses made every step
-        # taken ~1.45× as costly (docs/PERFORMANCE.md, "One call per step").
+        def losses_of(starts):
+            """The losses of ``starts`` where they are: a forward pass, ~0.44 of a step."""
+            return self._losses(out_images[starts], [w[starts] for w in weights], map_slice, shape_of=len(live))[0]
+
+        # Past step 0 the cut needs each start's loss at the step. For most starts one call
+        # gives it and the step itself; a start cut there has its step computed for nothing,
+        # where a loss pass of its own for every start made each step taken ~1.45x as costly
+        # (docs/PERFORMANCE.md, "One call per step"). So only the starts that were close to
+        # the bar at the last cut (slack below look_first x the bar, most of them cut next)
+        # get their loss first and their step if they stay ("Look before stepping"). Either
+        # way a start's loss is the same bits, and so is every cut.
+        slack = np.full(len(images), np.inf)  # each active start's slack at the last cut
+        near = look_first * bound.bar if np.isfinite(bound.bar) else -np.inf  # no bar: nothing is cut
         for step in range(epochs):
             if step == 0:
-                kept = bound.keep(0, losses[active])
+                looked = np.ones(len(active), bool)  # every loss at step 0 is known already
+                slack[active] = bound.slack(0, losses[active])
             else:
-                moved, at_step = step_further(active)
+                looked = slack[active] < near
+                moved = np.empty((len(active), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+                at_step = np.empty(len(active), np.float32)
+                moved[~looked], at_step[~looked] = step_further(active[~looked])
+                at_step[looked] = losses_of(active[looked])
+                loss_passes += int(np.count_nonzero(looked))
                 previous[active], losses[active] = losses[active], at_step
                 running_rates = np.concatenate([losses[active] - previous[active], finished_rates[step - 1]])
-                kept = bound.keep(step, losses[active], previous[active], float(running_rates.max()))
+                slack[active] = bound.slack(step, losses[active], previous[active], float(running_rates.max()))
+            kept = slack[active] >= 0
             reached[active[~kept]] = step
-            discarded_steps += int(np.count_nonzero(~kept)) if step else 0
+            discarded_steps += int(np.count_nonzero(~kept & ~looked))
             active = active[kept]
-            if len(active):
-                out_images[active] = step_further(active)[0] if step == 0 else moved[kept]
+            if step == 0:
+                out_images[active] = step_further(active)[0]
+            elif len(active):
+                moved, looked = moved[kept], looked[kept]
+                moved[looked] = step_further(active[looked])[0]
+                out_images[active] = moved
             image_steps += len(active)
         if len(active):
-            losses[active] = self._losses(out_images[active], [w[active] for w in weights], map_slice,
-                                          shape_of=len(live))[0]
+            losses[active] = losses_of(active)
         loss_passes += len(finished) + len(active)
         return PrunedResult(out_images, losses, reached, image_steps, discarded_steps, loss_passes)
 

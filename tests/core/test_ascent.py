@@ -383,7 +383,7 @@ def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps
     from core.defaults import ADAPTIVE_LEADERS, ADAPTIVE_MARGIN, ADAPTIVE_SAMPLE
     from core.pruning import replay
 
-    saved = []
+    saved, looked_and_spared = [], []
     for map_id in (3, 20, _live_map(ascent, shard[:300], 280)):  # one map per shard, as phase 1 has it
         map_ids = np.full(len(shard), map_id)
         full = ascent.run_maps(shard, "conv3", map_ids, 10, record_epochs=range(11), slice_map=True)
@@ -397,11 +397,21 @@ def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps
         # a start dropped at step s reports its loss after s steps
         np.testing.assert_array_equal(adaptive.losses, full.history[adaptive.epochs_reached, np.arange(len(shard))])
         assert adaptive.image_steps == int(np.where(live, adaptive.epochs_reached, 0).sum())
-        # all the arithmetic: a start cut past step 0 had that step computed for nothing; each
-        # start's loss at step 10 took a forward pass of its own (those at step 0 came from the
-        # features run_maps kept for these starts)
-        assert adaptive.discarded_steps == int(np.count_nonzero(live & (adaptive.epochs_reached >= 1) & ~survivors))
-        assert adaptive.loss_passes == int(np.count_nonzero(live & survivors))
+        # every start stepped before its cut (look_first=0): the same result; a start cut past
+        # step 0 had that step computed for nothing, each start's loss at step 10 took a
+        # forward pass of its own (those at step 0 came from the features run_maps kept)
+        stepped = ascent.run_adaptive(shard, "conv3", map_ids, 10, top=8, seed=(map_id, 0), slice_map=True,
+                                      look_first=0.0)
+        for field in ("images", "losses", "epochs_reached"):
+            np.testing.assert_array_equal(getattr(stepped, field), getattr(adaptive, field))
+        assert stepped.image_steps == adaptive.image_steps
+        assert stepped.discarded_steps == int(np.count_nonzero(live & (adaptive.epochs_reached >= 1) & ~survivors))
+        assert stepped.loss_passes == int(np.count_nonzero(live & survivors))
+        # by default the starts close to the bar had their loss alone first: a loss pass each,
+        # and no step for those then cut
+        looked, spared = adaptive.loss_passes - stepped.loss_passes, stepped.discarded_steps - adaptive.discarded_steps
+        assert 0 <= spared <= looked
+        looked_and_spared.append((looked, spared))
         # the same decisions replayed on the recorded losses (what the benchmarks rely on)
         reached, steps = replay(full.history, 8, ADAPTIVE_SAMPLE, ADAPTIVE_LEADERS, ADAPTIVE_MARGIN,
                                 np.random.default_rng([map_id, 0, map_id]))
@@ -409,6 +419,7 @@ def test_adaptive_pruning_keeps_the_exhaustive_top_8_for_a_fraction_of_the_steps
         assert steps == adaptive.image_steps
         saved.append((adaptive.image_steps, live.sum() * 10))
     assert sum(s for s, _ in saved) < 0.6 * sum(e for _, e in saved)  # it prunes
+    assert sum(spared for _, spared in looked_and_spared) > 0  # looking first spared steps
     # same starts, same seed: the same result; a shard's outcome depends on nothing else
     again = ascent.run_adaptive(shard, "conv3", np.full(len(shard), 3), 10, top=8, seed=(3, 0), slice_map=True)
     first = ascent.run_adaptive(shard, "conv3", np.full(len(shard), 3), 10, top=8, seed=(3, 0), slice_map=True)
@@ -421,6 +432,6 @@ def test_adaptive_pruning_runs_small_shards_to_the_end_and_checks_its_constants(
     assert np.all(small.epochs_reached == 4)  # no more live starts than sample + leaders + top
     np.testing.assert_array_equal(small.losses, ascent.run_maps(starts[:100], "conv3", map_ids, 4).losses)
     for name, kwargs in (("sample", {"sample": 0}), ("leaders", {"leaders_count": -1}), ("margin", {"margin": -0.1}),
-                         ("top", {"top": 0})):
+                         ("top", {"top": 0}), ("look_first", {"look_first": -1.0})):
         with pytest.raises(BadParameter, match=name):
             ascent.run_adaptive(starts[:10], "conv3", map_ids[:10], 4, **{"top": 8, **kwargs})
