@@ -788,12 +788,12 @@ class Ascent:
         slack = np.full(len(images), np.inf)  # each active start's slack at the last cut
         near = look_first * bound.bar if np.isfinite(bound.bar) else -np.inf  # no bar: nothing is cut
         for step in range(epochs):
+            moved = np.empty((len(active), IMAGE_SIZE, IMAGE_SIZE), np.float32)  # each start a step further
             if step == 0:
                 looked = np.ones(len(active), bool)  # every loss at step 0 is known already
                 slack[active] = bound.slack(0, losses[active])
             else:
                 looked = slack[active] < near
-                moved = np.empty((len(active), IMAGE_SIZE, IMAGE_SIZE), np.float32)
                 at_step = np.empty(len(active), np.float32)
                 moved[~looked], at_step[~looked] = step_further(active[~looked])
                 at_step[looked] = losses_of(active[looked])
@@ -804,13 +804,9 @@ class Ascent:
             kept = slack[active] >= 0
             reached[active[~kept]] = step
             discarded_steps += int(np.count_nonzero(~kept & ~looked))
-            active = active[kept]
-            if step == 0:
-                out_images[active] = step_further(active)[0]
-            elif len(active):
-                moved, looked = moved[kept], looked[kept]
-                moved[looked] = step_further(active[looked])[0]
-                out_images[active] = moved
+            active, moved, looked = active[kept], moved[kept], looked[kept]
+            moved[looked] = step_further(active[looked])[0]  # the kept starts not stepped before the cut
+            out_images[active] = moved
             image_steps += len(active)
         if len(active):
             losses[active] = losses_of(active)

@@ -24,7 +24,7 @@ ADAPTIVE_SAMPLE = 128
 ADAPTIVE_LEADERS = 64
 ADAPTIVE_MARGIN = 0.02
 # A start whose slack (how far its bound lies above the bar) was below this fraction of the
-# bar at the last cut gets its loss alone before its step: 64 % of those between 0.02 and
+# bar at the last cut gets its loss alone before its step: 63 % of those between 0.02 and
 # 0.05 and 36 % between 0.05 and 0.1 were cut next. Changes the cost only, never a result
 # (docs/PERFORMANCE.md, "Look before stepping").
 ADAPTIVE_LOOK_FIRST = 0.05
