@@ -27,6 +27,16 @@ or on the model's 28×28 input ("issue's count", ≈ 4.9 M; issue 22).
 
     .venv/bin/python benchmarks/bench_roofline.py --model models/cnn.keras --maps 56,69 --repeats 3 \\
         --variant native= --variant "avx2=ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell" [-- --exhaustive]
+
+With ``--baseline-dreamctl PATH`` each variant also runs another tree's ``dreamctl`` (e.g. a
+``git worktree`` of an older commit with a virtualenv of its own), alternating with this
+tree's in every repeat, and the ratio of the two medians is printed: the comparison within
+one run that a shared machine needs. A worktree can borrow this tree's packages:
+
+    git worktree add /tmp/base HEAD~1 && python3.11 -m venv /tmp/base/.venv
+    printf '/tmp/base\\n%s\\n' "$PWD/.venv/lib/python3.11/site-packages" \\
+        > /tmp/base/.venv/lib/python3.11/site-packages/base.pth
+    sed "s#$PWD/.venv#/tmp/base/.venv#" .venv/bin/dreamctl > /tmp/base/.venv/bin/dreamctl && chmod +x $_
 """
 
 from __future__ import annotations
@@ -93,12 +103,12 @@ def multiply_adds(model_path: str) -> dict[str, int]:
     return counts
 
 
-def precursor(env: dict, model: str, maps: str, extra: list[str]) -> dict:
+def precursor(env: dict, dreamctl: str, model: str, maps: str, extra: list[str]) -> dict:
     """One real run; per-shard image-steps, CPU and wall seconds from its commit records."""
     from cluster.store import finished_run
 
     with tempfile.TemporaryDirectory(prefix="roofline-") as out:
-        command = [str(Path(sys.executable).with_name("dreamctl")), "precursor", "--maps", maps, "--full-epochs", "0",
+        command = [dreamctl, "precursor", "--maps", maps, "--full-epochs", "0",
                    "--actors", "1", "--cpus-per-actor", "1", "--model", model, "--out", out, "--address", "local", *extra]
         start = time.perf_counter()
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -122,12 +132,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=KEY=VALUE KEY=VALUE ...: an environment to run in (default: native=)")
+    parser.add_argument("--baseline-dreamctl", metavar="PATH",
+                        help="another tree's dreamctl, run beside this one's in every repeat and variant")
     parser.add_argument("extra", nargs="*", help="more dreamctl precursor options, after --")
     args = parser.parse_args()
+    programs = {"": str(Path(sys.executable).with_name("dreamctl"))}
+    if args.baseline_dreamctl:
+        programs["baseline"] = args.baseline_dreamctl
     variants = {}
     for spec in args.variant or ["native="]:
         name, _, settings = spec.partition("=")
-        variants[name] = dict(item.split("=", 1) for item in settings.split())
+        for program, dreamctl in programs.items():
+            label = f"{name} {program}".strip()
+            variants[label] = (dreamctl, dict(item.split("=", 1) for item in settings.split()))
     counts = multiply_adds(args.model)
     computed, issue = counts["as computed"], counts["issue's count"]
     print(f"multiply-adds per image-step: {computed:,} as computed (26x26 pixels), {issue:,} by the issue's count "
@@ -135,11 +152,11 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs; maps {args.maps}; extra options: {' '.join(args.extra) or '(none: the defaults)'}")
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
-        for name, settings in variants.items():
+        for name, (dreamctl, settings) in variants.items():
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **settings}
             before = sgemm(env)
             load_before = os.getloadavg()[0]
-            run = precursor(env, args.model, args.maps, args.extra)
+            run = precursor(env, dreamctl, args.model, args.maps, args.extra)
             after = sgemm(env)
             run.update(gflops=statistics.median([before["gflops"], after["gflops"]]), kernel=before["kernel"],
                        load=(load_before + os.getloadavg()[0]) / 2)
@@ -163,6 +180,13 @@ def main() -> None:
                   f"{rate_wall / ceiling:.2f}; without the first shard {steady:6,.0f}/CPU-s = {steady / ceiling:.2f}); "
                   f"all its arithmetic {arithmetic:6,.0f}/CPU-s = {arithmetic / ceiling:.2f}; "
                   f"load {statistics.median(r['load'] for r in runs):.1f}")
+    if args.baseline_dreamctl:
+        print(f"\nthis tree against {args.baseline_dreamctl}: phase-1 image-steps per CPU-s, ratio of the medians "
+              "(per repeat)")
+        for name in (label for label in variants if not label.endswith(" baseline")):
+            ours, theirs = ([r["image_steps"] / r["cpu"] for r in results[label]] for label in (name, f"{name} baseline"))
+            paired = " / ".join(f"{a / b:.3f}" for a, b in zip(ours, theirs))
+            print(f"  {name:12s} {statistics.median(ours) / statistics.median(theirs):.3f}x ({paired})")
 
 
 if __name__ == "__main__":
