@@ -436,13 +436,22 @@ class Ascent:
 
     # ----- chunked execution --------------------------------------------------------------
     @staticmethod
-    def _stacked(images: np.ndarray, weights: Sequence[np.ndarray], rows: int) -> tuple:
-        """Images (N, 28, 28) and weights as chunks (chunks, rows, 28, 28, 1) and (chunks,
-        rows, maps), the last one padded with zero-weight images."""
-        pad = -len(images) % rows
-        stacked = np.pad(images, ((0, pad), (0, 0), (0, 0))).reshape(-1, rows, IMAGE_SIZE, IMAGE_SIZE, 1)
-        return (tf.constant(stacked, tf.float32),
-                tuple(tf.constant(np.pad(w, ((0, pad), (0, 0))).reshape(-1, rows, w.shape[1])) for w in weights))
+    def _stacked_images(images: np.ndarray, rows: int) -> tf.Tensor:
+        """Images (N, 28, 28) as chunks (chunks, rows, 28, 28, 1), the last one padded with zeros."""
+        stacked = np.zeros((-(-len(images) // rows) * rows, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        stacked[: len(images)] = images
+        return tf.constant(stacked.reshape(-1, rows, IMAGE_SIZE, IMAGE_SIZE, 1))
+
+    @staticmethod
+    def _stacked_weights(weights: Sequence[np.ndarray], rows: int) -> tuple[tf.Tensor, ...]:
+        """Weights (N, maps) per layer as chunks (chunks, rows, maps), the padding rows zero."""
+        return tuple(tf.constant(np.pad(w, ((0, -len(w) % rows), (0, 0))).reshape(-1, rows, w.shape[1]))
+                     for w in weights)
+
+    @classmethod
+    def _stacked(cls, images: np.ndarray, weights: Sequence[np.ndarray], rows: int) -> tuple:
+        """:meth:`_stacked_images` and :meth:`_stacked_weights`: the padding images have zero weight."""
+        return cls._stacked_images(images, rows), cls._stacked_weights(weights, rows)
 
     def _losses(self, images: np.ndarray, weights: Sequence[np.ndarray], map_slice: int | None,
                 shape_of: int | None = None, starts: bool = False) -> tuple[np.ndarray, int]:
@@ -458,15 +467,15 @@ class Ascent:
             return np.zeros(0, np.float32), 0
         rows, compiled = self._functions(len(images) if shape_of is None else shape_of, None, map_slice is not None)
         passes = len(images)
-        stacked_images, stacked_weights = self._stacked(images, weights, rows)
+        stacked_weights = self._stacked_weights(weights, rows)
         map_id = tf.constant(map_slice or 0, tf.int32)
         if map_slice is None or not starts:
-            losses = compiled.losses(stacked_images, stacked_weights, map_id)
+            losses = compiled.losses(self._stacked_images(images, rows), stacked_weights, map_id)
         else:
-            key = (rows, hashlib.blake2b(np.ascontiguousarray(images).data, digest_size=16).digest())
+            key = (rows, hashlib.sha256(np.ascontiguousarray(images).data).digest())
             if self._features is None or self._features[0] != key:
                 self._features = None  # the old features' memory first
-                self._features = (key, compiled.features(stacked_images))
+                self._features = (key, compiled.features(self._stacked_images(images, rows)))
             else:
                 passes = 0  # the map's own layer alone, ~0.3 % of a pass on the dreamctl CNN
             losses = compiled.feature_losses(self._features[1], stacked_weights, map_id)
@@ -717,7 +726,7 @@ class Ascent:
         check_adaptive(sample, leaders_count, margin)
         if not np.isfinite(look_first) or look_first < 0:
             raise BadParameter("look_first", f"must be a finite number >= 0, got {look_first}")
-        out_images = images.copy()
+        out_images = np.empty_like(images)  # every row is one map's: all are written below
         out_losses = np.zeros(len(images), np.float32)
         reached = np.full(len(images), epochs, np.int32)
         image_steps = discarded_steps = loss_passes = 0
@@ -737,9 +746,10 @@ class Ascent:
 
     def _adaptive_map(self, images, weights, map_slice, epochs, top, sample, leaders_count, margin, rng,
                       learning_rate, look_first) -> PrunedResult:
-        """:meth:`run_adaptive` for the starts of one map (weights already sliced)."""
-        out_images = images.copy()
+        """:meth:`run_adaptive` for the starts of one map (weights already sliced); ``images``
+        (the caller's copy) are stepped in place."""
         losses, loss_passes = self._losses(images, weights, map_slice, starts=True)
+        out_images = images
         reached = np.full(len(images), epochs, np.int32)
         previous = losses.copy()  # for the starts the cuts judge: the loss one step before the current one
         live = np.flatnonzero(losses != 0.0)  # frozen starts: exact at any step

@@ -256,7 +256,9 @@ class ScoresPhase(CNNPhase):
         map_id, start, stop = payload
         job = self.job
         patterns = np.arange(start, stop, dtype=np.int64)
-        images = precursor_images(patterns, job.grid, job.levels)
+        # the same starts for every map: an actor makes them once per pattern range
+        images = session.made_once(("precursor starts", job.grid, tuple(job.levels), start, stop),
+                                   lambda: precursor_images(patterns, job.grid, job.levels))
         map_ids = np.full(len(patterns), map_id)
         # A shard holds one map: conv3 computes that map alone (slice_map). The exhaustive
         # run is the empty schedule, so every mode gives bit-identical survivors. The

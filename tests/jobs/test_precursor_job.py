@@ -39,3 +39,30 @@ def test_a_start_cut_early_never_beats_one_that_ran_all_test_epochs():
     assert chosen(2) == [(0, 1, 2), (0, 2, 1), (1, 1, 0), (1, 2, 1)]  # survivors only; ties to the lower index
     # fewer survivors than top: then the starts cut latest, best loss first
     assert chosen(4)[:4] == [(0, 1, 2), (0, 2, 1), (0, 3, 3), (0, 4, 0)]
+
+
+def test_an_actor_makes_the_start_images_once_for_all_its_maps(trained_model, monkeypatch):
+    import numpy as np
+
+    import jobs.precursor
+    from core.defaults import CHUNK_SIZE
+    from jobs.base import ModelSession
+    from jobs.precursor import ScoresPhase
+
+    made = []
+    make = jobs.precursor.precursor_images
+    monkeypatch.setattr(jobs.precursor, "precursor_images", lambda *args: made.append(len(args[0])) or make(*args))
+    phase = ScoresPhase(PrecursorJob(maps="0-2", grid=2, test_epochs=3, top=2))
+    shards = phase.shards({})  # one per map, each all 81 patterns
+    session = ModelSession(*trained_model, CHUNK_SIZE)
+    tables = [phase.compute(session, shard.payload) for shard in shards]
+    assert made == [81]
+    # the same scores as from starts made for the shard alone (the work records differ: a
+    # fresh actor also runs the layers below conv3 over the starts, a loss pass each)
+    for shard, table in zip(shards, tables):
+        assert table.equals(phase.compute(ModelSession(*trained_model, CHUNK_SIZE), shard.payload))
+        assert np.any(table.column("loss").to_numpy() > 0)
+    assert made == [81] * 4
+    # another pattern range: made anew; and the kept starts cannot be changed by a caller
+    starts = session.made_once(("precursor starts", 2, (0.2, 0.5, 0.8), 0, 80), lambda: make(np.arange(80), 2, (0.2, 0.5, 0.8)))
+    assert starts.shape == (80, 28, 28) and not starts.flags.writeable
