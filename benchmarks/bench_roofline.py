@@ -138,6 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     programs = {"": str(Path(sys.executable).with_name("dreamctl"))}
     if args.baseline_dreamctl:
+        if not os.access(args.baseline_dreamctl, os.X_OK) or os.path.isdir(args.baseline_dreamctl):
+            parser.error(f"--baseline-dreamctl: {args.baseline_dreamctl} is not an executable file")
         programs["baseline"] = args.baseline_dreamctl
     variants = {}
     for spec in args.variant or ["native="]:

@@ -438,9 +438,8 @@ class Ascent:
     @staticmethod
     def _stacked_images(images: np.ndarray, rows: int) -> tf.Tensor:
         """Images (N, 28, 28) as chunks (chunks, rows, 28, 28, 1), the last one padded with zeros."""
-        stacked = np.zeros((-(-len(images) // rows) * rows, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-        stacked[: len(images)] = images
-        return tf.constant(stacked.reshape(-1, rows, IMAGE_SIZE, IMAGE_SIZE, 1))
+        stacked = np.pad(images, ((0, -len(images) % rows), (0, 0), (0, 0)))
+        return tf.constant(stacked.reshape(-1, rows, IMAGE_SIZE, IMAGE_SIZE, 1), tf.float32)
 
     @staticmethod
     def _stacked_weights(weights: Sequence[np.ndarray], rows: int) -> tuple[tf.Tensor, ...]:

@@ -64,5 +64,7 @@ def test_an_actor_makes_the_start_images_once_for_all_its_maps(trained_model, mo
         assert np.any(table.column("loss").to_numpy() > 0)
     assert made == [81] * 4
     # another pattern range: made anew; and the kept starts cannot be changed by a caller
-    starts = session.made_once(("precursor starts", 2, (0.2, 0.5, 0.8), 0, 80), lambda: make(np.arange(80), 2, (0.2, 0.5, 0.8)))
+    starts = session.made_once(("precursor starts", 2, (0.2, 0.5, 0.8), 0, 80),
+                               lambda: jobs.precursor.precursor_images(np.arange(80), 2, (0.2, 0.5, 0.8)))
+    assert made == [81] * 4 + [80]
     assert starts.shape == (80, 28, 28) and not starts.flags.writeable
