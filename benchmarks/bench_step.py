@@ -62,19 +62,36 @@ def pool_grad_kernels(seconds: dict[str, float]) -> str:
     return " + ".join(kernels)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def spread_patterns(count: int) -> np.ndarray:
+    """Start images (count, 28, 28) of ``count`` precursor patterns spread evenly over all of
+    the default grid's."""
+    job = PrecursorJob()  # the default grid and levels
+    stride = len(job.levels) ** (job.grid**2) // count
+    return precursor_images(np.arange(count) * stride, job.grid, job.levels)
+
+
+def one_map_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a benchmark of the step on one map's patterns: --model, --map, --patterns."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="models/cnn.keras")
     parser.add_argument("--map", type=int, default=69)
     parser.add_argument("--patterns", type=int, default=4096)
-    parser.add_argument("--traces", type=int, default=6)
-    args = parser.parse_args()
+    return parser
+
+
+def one_tensorflow_thread() -> None:
+    """One thread for TensorFlow's ops, as in an actor with one CPU."""
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def main() -> None:
+    parser = one_map_parser(__doc__.splitlines()[0])
+    parser.add_argument("--traces", type=int, default=6)
+    args = parser.parse_args()
+    one_tensorflow_thread()
     model, _ = load_model(args.model)
-    job = PrecursorJob()  # the default grid and levels
-    stride = len(job.levels) ** (job.grid**2) // args.patterns
-    patterns = precursor_images(np.arange(args.patterns) * stride, job.grid, job.levels)
+    patterns = spread_patterns(args.patterns)
     map_ids = np.full(len(patterns), args.map)
     variants = {"inlined (baseline)": InlinedAscent, "own function (today)": Ascent}
     seconds: dict[str, list[float]] = {name: [] for name in variants}
