@@ -8,7 +8,7 @@ conv2 and conv3's activation), then the backward pass and the step from them, fo
 starts only, gathered into fresh chunks. The backward pass is written out op by op as
 TensorFlow's gradient runs it (``ReluGrad``, ``Conv2DBackpropInput``, ``MaxPoolGrad`` on the
 pooling recomputed beside it, so that oneDNN's layout pass gives it oneDNN's kernel, and
-``core.ascent._pixel_conv``'s gradient), and checked here to give the step's images to the
+``core.ascent.pixel_gradient`` and ``moved``), and checked here to give the step's images to the
 bit, for all starts and for a gathered third of them.
 
 In one process, one TensorFlow thread (an actor), --patterns precursor patterns of map --map
@@ -43,12 +43,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cluster.model_file import load_model  # noqa: E402
 from cluster.tf_profile import op_seconds  # noqa: E402
-from core.ascent import NO_INLINE, RMS_EPSILON, Ascent, _chunkwise, _graph_function  # noqa: E402
+from core.ascent import NO_INLINE, Ascent, _chunkwise, _graph_function, in_chunks, moved, pixel_gradient  # noqa: E402
 from core.defaults import LEARNING_RATE  # noqa: E402
 from core.model import IMAGE_SIZE  # noqa: E402
-from benchmarks.bench_step import one_map_parser, one_tensorflow_thread, spread_patterns  # noqa: E402
+from benchmarks.bench_step import one_map_parser, one_map_setup, one_tensorflow_thread, positive_int  # noqa: E402
 
 LAYERS = ("conv1", "pool1", "conv2", "pool2", "conv3")
 UNIT = [1, 1, 1, 1]
@@ -112,22 +111,7 @@ class ForwardReuse:
             if conv is not None:
                 grad = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(pooled1), filter=conv.kernel,
                                                       out_backprop=grad, strides=UNIT, padding="VALID")
-        kh, kw, _, maps = (int(n) for n in self.conv1.kernel.shape)  # _pixel_conv's gradient
-        h, w = int(grad.shape[1]), int(grad.shape[2])
-        taps = tf.matmul(tf.reshape(grad, [-1, maps]), tf.reshape(self.conv1.kernel, [kh * kw, maps]), transpose_b=True)
-        taps = tf.transpose(tf.reshape(taps, [-1, h, w, kh * kw]), [3, 0, 1, 2])
-        pixels = tf.add_n([tf.pad(taps[i * kw + j], [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j]])
-                           for i in range(kh) for j in range(kw)])[..., None]
-        margin = IMAGE_SIZE - self.extent
-        gradients = tf.pad(pixels, [[0, 0], [0, margin], [0, margin], [0, 0]])
-        rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
-        return images + LEARNING_RATE * gradients / (rms + RMS_EPSILON)
-
-
-def in_chunks(array: np.ndarray, rows: int) -> tf.Tensor:
-    """(N, ...) as chunks (chunks, rows, ...), the last one padded with zeros."""
-    padded = np.pad(array, [(0, -len(array) % rows)] + [(0, 0)] * (array.ndim - 1))
-    return tf.constant(padded.reshape(-1, rows, *array.shape[1:]))
+        return moved(images, pixel_gradient(grad, self.conv1.kernel), LEARNING_RATE)
 
 
 def cpu_seconds(call) -> float:
@@ -148,12 +132,11 @@ def kernel_seconds(call) -> tuple[float, str]:
 
 def main() -> None:
     parser = one_map_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
     one_tensorflow_thread()
-    model = load_model(args.model)[0]
+    model, starts = one_map_setup(parser, args)
     ascent = Ascent(model, ["conv3"])
-    starts = spread_patterns(args.patterns)
     weights = [ascent.map_objective("conv3", np.full(len(starts), args.map))[0][:, [args.map]]]
     rows, compiled = ascent._functions(len(starts), None, True)
     reuse = ForwardReuse(ascent, model, rows)
@@ -168,8 +151,9 @@ def main() -> None:
         "the step from what was kept differs from the step"
     third = np.arange(0, len(starts), 3)  # the kept starts, gathered into chunks of their own
     flat = [k.numpy().reshape(-1, *shape)[third] for k, shape in zip(kept, reuse.shapes)]
-    gathered = reuse.step_from(in_chunks(images.numpy().reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)[third], rows),
-                               (in_chunks(weights[0][third], rows),), tuple(in_chunks(k, rows) for k in flat), map_id)
+    gathered = reuse.step_from(*ascent._stacked(images.numpy().reshape(-1, IMAGE_SIZE, IMAGE_SIZE)[third],
+                                                [weights[0][third]], rows),
+                               tuple(tf.constant(in_chunks(k, rows)) for k in flat), map_id)
     assert np.array_equal(gathered.numpy().reshape(-1, IMAGE_SIZE, IMAGE_SIZE)[: len(third)],
                           stepped.numpy().reshape(-1, IMAGE_SIZE, IMAGE_SIZE)[third]), "a gathered step differs"
     print(f"map {args.map}, {len(starts)} patterns, chunks of {rows}: the step from what was kept equals the step "

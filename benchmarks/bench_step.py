@@ -22,8 +22,13 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from core.defaults import tensorflow_environment  # noqa: E402
+
+tensorflow_environment()  # before TensorFlow's first import: oneDNN's kernels, as in an actor
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -31,6 +36,7 @@ import tensorflow as tf  # noqa: E402
 from cluster.model_file import load_model  # noqa: E402
 from cluster.tf_profile import op_seconds  # noqa: E402
 from core.ascent import RMS_EPSILON, Ascent  # noqa: E402
+from core.errors import BadInput  # noqa: E402
 from core.patterns import precursor_images  # noqa: E402
 from jobs.precursor import PrecursorJob  # noqa: E402
 
@@ -64,10 +70,23 @@ def pool_grad_kernels(seconds: dict[str, float]) -> str:
 
 def spread_patterns(count: int) -> np.ndarray:
     """Start images (count, 28, 28) of ``count`` precursor patterns spread evenly over all of
-    the default grid's."""
+    the default grid's; BadInput unless 1 <= count <= their number."""
     job = PrecursorJob()  # the default grid and levels
-    stride = len(job.levels) ** (job.grid**2) // count
-    return precursor_images(np.arange(count) * stride, job.grid, job.levels)
+    total = len(job.levels) ** (job.grid**2)
+    if not 1 <= count <= total:
+        raise BadInput(f"--patterns must be 1-{total} (the default grid's patterns), got {count}")
+    return precursor_images(np.arange(count) * (total // count), job.grid, job.levels)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def one_map_parser(description: str) -> argparse.ArgumentParser:
@@ -75,8 +94,19 @@ def one_map_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="models/cnn.keras")
     parser.add_argument("--map", type=int, default=69)
-    parser.add_argument("--patterns", type=int, default=4096)
+    parser.add_argument("--patterns", type=positive_int, default=4096)
     return parser
+
+
+def one_map_setup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple:
+    """(the model, the start images of --patterns patterns) for --map of conv3; a bad value
+    of either option or a missing or damaged model ends the benchmark with a one-line error."""
+    try:
+        model, _ = load_model(Path(args.model))
+        Ascent(model, ["conv3"]).map_objective("conv3", np.array([args.map]))  # the map exists
+        return model, spread_patterns(args.patterns)
+    except BadInput as error:
+        parser.error(str(error))
 
 
 def one_tensorflow_thread() -> None:
@@ -87,11 +117,10 @@ def one_tensorflow_thread() -> None:
 
 def main() -> None:
     parser = one_map_parser(__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=int, default=6)
+    parser.add_argument("--traces", type=positive_int, default=6)
     args = parser.parse_args()
     one_tensorflow_thread()
-    model, _ = load_model(args.model)
-    patterns = spread_patterns(args.patterns)
+    model, patterns = one_map_setup(parser, args)
     map_ids = np.full(len(patterns), args.map)
     variants = {"inlined (baseline)": InlinedAscent, "own function (today)": Ascent}
     seconds: dict[str, list[float]] = {name: [] for name in variants}

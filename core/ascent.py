@@ -199,21 +199,43 @@ def _pixel_conv(pixels, kernel, bias):
     gradient differs from oneDNN's by round-off (~1e-7 relative), which ten ascent steps can
     grow to ~1e-3 on a few starts (docs/PERFORMANCE.md, "The step near the roofline").
     """
-    kh, kw, _, maps = (int(n) for n in kernel.shape)
-
     @tf.custom_gradient
     def convolve(pixels, kernel, bias):
         def gradient(upstream):
-            h, w = int(upstream.shape[1]), int(upstream.shape[2])
-            taps = tf.matmul(tf.reshape(upstream, [-1, maps]), tf.reshape(kernel, [kh * kw, maps]), transpose_b=True)
-            taps = tf.transpose(tf.reshape(taps, [-1, h, w, kh * kw]), [3, 0, 1, 2])  # (kh·kw, rows, h', w')
-            shifted = [tf.pad(taps[i * kw + j], [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j]])
-                       for i in range(kh) for j in range(kw)]
-            return tf.add_n(shifted)[..., None], None, None
+            return pixel_gradient(upstream, kernel), None, None
 
         return tf.nn.bias_add(tf.nn.conv2d(pixels, kernel, 1, "VALID"), bias), gradient
 
     return convolve(pixels, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
+
+
+def pixel_gradient(upstream, kernel):
+    """The gradient (rows, h, w, 1) to the pixels of :func:`_pixel_conv`'s convolution, from
+    the gradient ``upstream`` (rows, h - kh + 1, w - kw + 1, maps) of its output."""
+    kh, kw, _, maps = (int(n) for n in kernel.shape)
+    h, w = int(upstream.shape[1]), int(upstream.shape[2])
+    taps = tf.matmul(tf.reshape(upstream, [-1, maps]), tf.reshape(kernel, [kh * kw, maps]), transpose_b=True)
+    taps = tf.transpose(tf.reshape(taps, [-1, h, w, kh * kw]), [3, 0, 1, 2])  # (kh·kw, rows, h', w')
+    shifted = [tf.pad(taps[i * kw + j], [[0, 0], [i, kh - 1 - i], [j, kw - 1 - j]])
+               for i in range(kh) for j in range(kw)]
+    return tf.add_n(shifted)[..., None]
+
+
+def moved(images, pixel_gradients, learning_rate):
+    """``images`` (rows, 28, 28, 1) one ascent step along ``pixel_gradients`` (rows, e, e, 1),
+    the gradient to the top-left e² pixels the layers read: padded with zeros to the image (the
+    same numbers as the gradient of the crop, without TensorFlow's slow StridedSliceGrad),
+    normalized by its RMS over the whole image."""
+    margin = int(images.shape[1]) - int(pixel_gradients.shape[1])
+    gradients = tf.pad(pixel_gradients, [[0, 0], [0, margin], [0, margin], [0, 0]])
+    rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
+    return images + learning_rate * gradients / (rms + RMS_EPSILON)
+
+
+def in_chunks(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` (N, ...) as chunks (chunks, rows, ...), the last one padded with zeros."""
+    padded = np.pad(array, [(0, -len(array) % rows)] + [(0, 0)] * (array.ndim - 1))
+    return padded.reshape(-1, rows, *array.shape[1:])
 
 
 class _Compiled(NamedTuple):
@@ -396,20 +418,14 @@ class Ascent:
 
     def _step(self, images, weights, map_slice, learning_rate, warmup_kind=None, warming=None):
         """One ascent step: (images one step further, their losses where they were), shapes
-        (rows, 28, 28, 1) and (rows,).
-
-        The gradient is taken with respect to the pixels the layers read and padded with
-        zeros to the image (the same numbers as the gradient of the crop, without
-        TensorFlow's slow StridedSliceGrad); the RMS is over the whole image."""
-        margin = int(images.shape[1]) - self.input_extent
+        (rows, 28, 28, 1) and (rows,); the gradient is taken with respect to the pixels the
+        layers read (:func:`moved`)."""
         pixels = self._pixels(images)
         with tf.GradientTape() as tape:
             tape.watch(pixels)
             losses, ascended = self._objectives(pixels, weights, map_slice, warmup_kind, warming)
             total = tf.reduce_sum(ascended)
-        gradients = tf.pad(tape.gradient(total, pixels), [[0, 0], [0, margin], [0, margin], [0, 0]])
-        rms = tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=[1, 2, 3], keepdims=True))
-        return images + learning_rate * gradients / (rms + RMS_EPSILON), losses
+        return moved(images, tape.gradient(total, pixels), learning_rate), losses
 
     def _ascend_graph(self, images, weights, warmup, map_slice, epochs, learning_rate, warmup_kind):
         history = tf.TensorArray(tf.float32, size=epochs + 1, element_shape=images.shape[:1])
@@ -438,14 +454,12 @@ class Ascent:
     @staticmethod
     def _stacked_images(images: np.ndarray, rows: int) -> tf.Tensor:
         """Images (N, 28, 28) as chunks (chunks, rows, 28, 28, 1), the last one padded with zeros."""
-        stacked = np.pad(images, ((0, -len(images) % rows), (0, 0), (0, 0)))
-        return tf.constant(stacked.reshape(-1, rows, IMAGE_SIZE, IMAGE_SIZE, 1), tf.float32)
+        return tf.constant(in_chunks(images, rows)[..., None], tf.float32)
 
     @staticmethod
     def _stacked_weights(weights: Sequence[np.ndarray], rows: int) -> tuple[tf.Tensor, ...]:
         """Weights (N, maps) per layer as chunks (chunks, rows, maps), the padding rows zero."""
-        return tuple(tf.constant(np.pad(w, ((0, -len(w) % rows), (0, 0))).reshape(-1, rows, w.shape[1]))
-                     for w in weights)
+        return tuple(tf.constant(in_chunks(w, rows)) for w in weights)
 
     @classmethod
     def _stacked(cls, images: np.ndarray, weights: Sequence[np.ndarray], rows: int) -> tuple:
